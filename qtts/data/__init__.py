@@ -1,0 +1,1 @@
+"""Data: manifests and their validation, HF datasets builders, samplers and collators."""
