@@ -30,6 +30,7 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    truncated: bool = False  # the header promises more audio than the file holds
 
     @property
     def duration(self) -> float:
@@ -42,7 +43,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
         if info.frames > 0 or info.duration == 0:
-            return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
+            truncated = any(line.startswith("data") and "should be" in line for line in info.extra_info.splitlines())
+            return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), truncated)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         pass
     wav, sr = _decode(path, None, None)

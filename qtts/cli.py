@@ -1,0 +1,94 @@
+"""``qtts`` command line: data jobs and the demo (training runs go through ``scripts/train.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qtts", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="corpus jobs").add_subparsers(dest="data_command", required=True)
+    v = data.add_parser("validate", help="sort a manifest into clean.jsonl and rejects.jsonl (resumable)")
+    v.add_argument("manifest")
+    v.add_argument("out_dir")
+    v.add_argument("--min-duration", type=float, default=0.3)
+    v.add_argument("--max-duration", type=float, default=30.0)
+    v.add_argument("--min-sample-rate", type=int, default=8000)
+    v.add_argument("--max-channels", type=int, default=2)
+    v.add_argument("--allow-empty-text", action="store_true", help="for codec corpora without transcripts")
+    v.add_argument("--workers", type=int, default=2)
+    v.set_defaults(func=_validate)
+
+    b = data.add_parser("build", help="write a clean manifest as an Arrow corpus (text tokenized once)")
+    b.add_argument("manifest")
+    b.add_argument("out_dir")
+    b.add_argument("--tokenizer", default=None, help="model folder with the text tokenizer (default: built-in)")
+    b.add_argument("--no-text-ids", action="store_true")
+    b.add_argument("--rows-per-shard", type=int, default=50_000)
+    b.set_defaults(func=_build)
+
+    s = data.add_parser("summary", help="utterances, minutes and speakers per language and speaker")
+    s.add_argument("corpus", help="corpus folder or manifest")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_summary)
+
+    d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
+    d.add_argument("--train-steps", type=int, default=60, help="speaker-encoder steps (0 skips training)")
+    d.set_defaults(func=_demo)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from qtts.data.validate import ValidationConfig, validate_manifest
+
+    cfg = ValidationConfig(min_duration=args.min_duration, max_duration=args.max_duration,
+                           min_sample_rate=args.min_sample_rate, max_channels=args.max_channels,
+                           require_text=not args.allow_empty_text, workers=args.workers)
+    report = validate_manifest(args.manifest, args.out_dir, cfg)
+    print(report.summary())
+    print(f"wrote {Path(args.out_dir) / 'clean.jsonl'} and {Path(args.out_dir) / 'rejects.jsonl'}")
+    if report.clean == 0:
+        print("error: no usable row remains", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from qtts.data.corpus import build_corpus
+    from qtts.text.tokenizer import load_text_tokenizer
+    from qtts.text.templates import target_ids
+
+    encode = None
+    if not args.no_text_ids:
+        tokenizer = load_text_tokenizer(args.tokenizer)
+        encode = lambda text: target_ids(tokenizer, text).content  # noqa: E731
+    ds = build_corpus(args.manifest, args.out_dir, encode_text=encode, rows_per_shard=args.rows_per_shard)
+    print(f"wrote {len(ds)} rows to {args.out_dir}")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from qtts.data.corpus import format_summary, open_corpus, summarize
+
+    summary = summarize(open_corpus(args.corpus))
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from qtts.demo import run_demo
+
+    return run_demo(Path(args.out), per_speaker=args.per_speaker, train_steps=args.train_steps)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

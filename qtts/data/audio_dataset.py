@@ -1,0 +1,71 @@
+"""Waveforms for training: rows of a corpus → 24 kHz crops with speaker and language labels.
+
+Randomness (the crop offset) comes from the per-item seed that ``DurationBatchSampler`` hands
+over with each index, so batches are identical whatever the worker count and after a resume.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from qtts.audio.io import SAMPLE_RATE, load_audio
+
+
+class AudioCorpus(Dataset):
+    """Map-style dataset over corpus rows (a ``datasets.Dataset`` or a list of dicts).
+
+    crop_seconds: take a random window of this length (shorter items are returned whole);
+    None returns whole utterances.
+    """
+
+    def __init__(self, rows: Any, sample_rate: int = SAMPLE_RATE, crop_seconds: float | None = None,
+                 speakers: Sequence[str] | None = None, languages: Sequence[str] | None = None):
+        self.rows = rows
+        self.sample_rate = sample_rate
+        self.crop_seconds = crop_seconds
+        self.speakers = list(speakers) if speakers is not None else sorted(set(rows["speaker"]))
+        self.languages = list(languages) if languages is not None else sorted(set(rows["language"]))
+        self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
+        self._language_index = {s: i for i, s in enumerate(self.languages)}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, index_seed(key))
+        row = self.rows[int(index)]
+        start, end = row.get("start"), row.get("end")
+        if self.crop_seconds is not None and row["duration"] > self.crop_seconds:
+            offset = random.Random(seed).uniform(0.0, row["duration"] - self.crop_seconds)
+            start = (start or 0.0) + offset
+            end = start + self.crop_seconds
+        wav, _ = load_audio(row["audio"], self.sample_rate, mono=True, start=start, end=end)
+        return {
+            "id": row["id"],
+            "wav": wav[0],
+            "speaker": self._speaker_index.get(row["speaker"], -1),
+            "language": self._language_index.get(row["language"], -1),
+        }
+
+
+def index_seed(index: int) -> int:
+    return (int(index) * 2_654_435_761) & 0x7FFFFFFF
+
+
+def collate_audio(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Right-pad waveforms into ``wav (B, T)`` with ``lengths (B,)`` in samples."""
+    lengths = torch.tensor([item["wav"].numel() for item in items])
+    wav = torch.zeros(len(items), int(lengths.max()))
+    for row, item in zip(wav, items):
+        row[: item["wav"].numel()] = item["wav"]
+    return {
+        "ids": [item["id"] for item in items],
+        "wav": wav,
+        "lengths": lengths,
+        "speaker": torch.tensor([item["speaker"] for item in items]),
+        "language": torch.tensor([item["language"] for item in items]),
+    }

@@ -1,0 +1,1 @@
+"""Model code shared by training and inference; names equal the released state-dict keys."""

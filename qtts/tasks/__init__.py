@@ -1,0 +1,1 @@
+"""Lightning tasks: each composes a model with its losses, optimizer and validation metrics."""

@@ -1,0 +1,1 @@
+"""Training runs: typed config checks, run folders, resume, callbacks and media logging."""

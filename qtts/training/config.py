@@ -1,0 +1,148 @@
+"""Check a composed Hydra config before anything heavy starts.
+
+Every node with a ``_target_`` is checked against what it will construct: a dataclass target
+(model configs) is merged into its structured schema, so unknown keys and wrong types fail with
+OmegaConf's messages; a class or function target has its keys checked against its signature and
+the values against simple annotations (int, float, bool, str, lists, dicts, Optional, Literal).
+Errors name the full key, e.g. ``task.lr``. Keys supplied at build time (``runtime_keys``, such as
+a task's ``model`` or ``num_speakers``) may be absent from the config.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import inspect
+import types
+import typing
+from typing import Any, Iterable
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config value that would fail later; the message names the key."""
+
+
+ROOT_KEYS = {
+    "experiment_name", "seed", "resume", "run_root", "run_dir", "model", "data", "task", "trainer", "logger",
+    "callbacks", "checkpoint", "languages", "matmul_precision",
+}
+
+
+def validate_config(cfg: DictConfig, runtime_keys: dict[str, Iterable[str]] | None = None) -> None:
+    """Raise ``ConfigError`` for the first unknown key or mistyped value anywhere in ``cfg``."""
+    runtime_keys = {k: set(v) for k, v in (runtime_keys or {}).items()}
+    unknown = set(cfg.keys()) - ROOT_KEYS
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(ROOT_KEYS)}")
+    if cfg.get("resume") not in (None, "auto") and not str(cfg.resume).endswith(".ckpt"):
+        raise ConfigError(f"resume: expected null, 'auto' or a path to a .ckpt file, got {cfg.resume!r}")
+    _walk(cfg, "", runtime_keys)
+
+
+def _walk(node: Any, path: str, runtime_keys: dict[str, set[str]]) -> None:
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            _check_target(node, path, runtime_keys.get(path, set()))
+        for key in node.keys():
+            if key == "_target_":
+                continue
+            child = node._get_node(key)
+            if isinstance(child, (DictConfig, ListConfig)):
+                _walk(child, f"{path}.{key}" if path else str(key), runtime_keys)
+    elif isinstance(node, ListConfig):
+        for i, child in enumerate(node):
+            if isinstance(child, (DictConfig, ListConfig)):
+                _walk(child, f"{path}[{i}]", runtime_keys)
+
+
+def _check_target(node: DictConfig, path: str, runtime: set[str]) -> None:
+    where = path or "<root>"
+    try:
+        target = get_object(node._target_)
+    except Exception as err:
+        raise ConfigError(f"{where}._target_: cannot import {node._target_!r} ({err})") from err
+    keys = [k for k in node.keys() if not str(k).startswith("_")]
+    if dataclasses.is_dataclass(target):
+        schema = OmegaConf.structured(target)
+        given = OmegaConf.create({k: node._get_node(k) for k in keys})
+        try:
+            OmegaConf.merge(schema, given)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{where}.{err.full_key}: {err.msg}") from err
+        try:
+            target(**OmegaConf.to_container(OmegaConf.merge(schema, given), resolve=True))
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: {err}") from err
+        return
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = signature.parameters
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    hints = _hints(target)
+    for key in keys:
+        if key not in params:
+            if takes_kwargs:
+                continue
+            accepted = [p for p in params if params[p].kind not in (params[p].VAR_POSITIONAL, params[p].VAR_KEYWORD)]
+            raise ConfigError(f"{where}.{key}: unknown key for {node._target_}; accepted: {accepted}")
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and "_target_" in (child if isinstance(child, DictConfig) else {}):
+            continue
+        if OmegaConf.is_missing(node, key):
+            continue
+        try:
+            value = OmegaConf.to_container(child, resolve=True) if isinstance(child, (DictConfig, ListConfig)) \
+                else node[key]
+        except OmegaConfBaseException:
+            continue  # interpolations filled at run time (e.g. ${run_dir})
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+    for name, p in params.items():
+        required = p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if required and name not in keys and name not in runtime and name != "self":
+            raise ConfigError(f"{where}.{name}: required by {node._target_} but not set")
+
+
+def _hints(target: Any) -> dict[str, Any]:
+    fn = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return {}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is Ellipsis) else None
+        return inner is None or all(_matches(v, inner) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True  # other annotations (classes, callables) are checked by the constructor itself
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -1,0 +1,144 @@
+"""One training run from a composed config: check it, pick the run folder, build everything, fit.
+
+Run folders are ``<run_root>/<experiment_name>/<YYYYmmdd-HHMMSS>/`` with ``config.yaml`` (the
+resolved config of the latest launch; earlier launches stay under ``launches/``), ``checkpoints/``
+and ``logs/``. ``resume=auto`` continues the newest run of the experiment from its newest
+checkpoint; ``resume=PATH.ckpt`` continues from that file, in its run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_object, instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from omegaconf import DictConfig, OmegaConf
+
+from qtts.text.languages import register_language
+from qtts.training.callbacks import AtomicCheckpointIO, RNGState, SaveLast
+from qtts.training.config import validate_config
+
+_RUN_DIR_ENV = "QTTS_RUN_DIR"
+_RESUME_ENV = "QTTS_RESUME_CKPT"
+
+
+def train(cfg: DictConfig) -> Path:
+    """Fit ``cfg.task`` on ``cfg.data``; returns the run folder."""
+    for lang in cfg.get("languages") or []:
+        register_language(**lang)
+    data_cls = get_object(cfg.data._target_)
+    validate_config(cfg, runtime_keys={"task": {"model", *getattr(data_cls, "TASK_INPUTS", ())}})
+    if cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+    L.seed_everything(cfg.seed, workers=True)
+
+    run_dir, ckpt = resolve_run(cfg)
+    cfg.run_dir = str(run_dir)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+        write_config(cfg, run_dir)
+
+    datamodule = instantiate(cfg.data)
+    model_config = instantiate(cfg.model, _convert_="all") if cfg.get("model") is not None else None
+    task = instantiate(cfg.task, model=model_config, _convert_="object", **datamodule.task_inputs())
+    trainer = build_trainer(cfg, run_dir)
+    rank_zero_info(f"run folder: {run_dir}" + (f" (resuming from {ckpt})" if ckpt else ""))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
+    return run_dir
+
+
+def resolve_run(cfg: DictConfig) -> tuple[Path, str | None]:
+    """The run folder and the checkpoint to resume from; every DDP rank gets the launcher's choice."""
+    if "LOCAL_RANK" in os.environ and _RUN_DIR_ENV in os.environ:
+        return Path(os.environ[_RUN_DIR_ENV]), os.environ.get(_RESUME_ENV) or None
+    experiment_root = Path(cfg.run_root) / cfg.experiment_name
+    ckpt: str | None = None
+    if cfg.get("run_dir"):
+        run_dir = Path(cfg.run_dir)
+        if cfg.resume == "auto":
+            ckpt = newest_checkpoint(run_dir)
+    elif cfg.resume == "auto":
+        runs = sorted((p for p in experiment_root.glob("*") if newest_checkpoint(p)), key=lambda p: p.name)
+        run_dir = runs[-1] if runs else new_run_dir(experiment_root)
+        ckpt = newest_checkpoint(run_dir)
+        if ckpt is None:
+            rank_zero_info(f"resume=auto: no checkpoint under {experiment_root}, starting a new run")
+    elif cfg.resume:
+        ckpt = str(Path(cfg.resume).resolve())
+        if not Path(ckpt).is_file():
+            raise FileNotFoundError(f"resume: checkpoint {ckpt} does not exist")
+        run_dir = Path(ckpt).parent.parent
+    else:
+        run_dir = new_run_dir(experiment_root)
+    run_dir = run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[_RUN_DIR_ENV] = str(run_dir)
+    os.environ[_RESUME_ENV] = ckpt or ""
+    return run_dir, ckpt
+
+
+def new_run_dir(experiment_root: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir, n = experiment_root / stamp, 1
+    while run_dir.exists():
+        run_dir, n = experiment_root / f"{stamp}-{n}", n + 1
+    return run_dir
+
+
+def newest_checkpoint(run_dir: Path) -> str | None:
+    ckpts = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if p.is_file()]
+    if not ckpts:
+        return None
+    return str(max(ckpts, key=lambda p: (_step_of(p), p.stat().st_mtime)))
+
+
+def _step_of(path: Path) -> int:
+    """Checkpoints carry their step in the file name (step=N); last.ckpt is read to find it."""
+    for part in path.stem.split("-"):
+        if part.startswith("step="):
+            return int(part[5:])
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
+    except Exception:
+        return -1
+
+
+def write_config(cfg: DictConfig, run_dir: Path) -> None:
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    launches = run_dir / "launches"
+    launches.mkdir(parents=True, exist_ok=True)
+    (launches / f"{time.strftime('%Y%m%d-%H%M%S')}.yaml").write_text(text)
+    tmp = run_dir / ".config.yaml.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, run_dir / "config.yaml")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    ckpt_dir = run_dir / "checkpoints"
+    every = int(cfg.checkpoint.every_n_steps)
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="{step:08d}", every_n_train_steps=every, save_last=True,
+                        save_top_k=int(cfg.checkpoint.keep), monitor="step", mode="max",
+                        auto_insert_metric_name=True),
+        SaveLast(ckpt_dir),
+        RNGState(),
+    ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values() if node is not None]
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    callbacks += [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+    strategy = instantiate(cfg.trainer.strategy) if isinstance(cfg.trainer.get("strategy"), DictConfig) else None
+    extra: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    if strategy is not None:
+        extra["strategy"] = strategy
+    if strategy is None or isinstance(strategy, (DDPStrategy, SingleDeviceStrategy)):
+        extra["plugins"] = [AtomicCheckpointIO()]
+    return instantiate(cfg.trainer, **extra)

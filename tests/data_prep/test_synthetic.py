@@ -1,0 +1,107 @@
+import hashlib
+import json
+import re
+import shutil
+import unicodedata
+
+import pytest
+import torch
+
+from data_prep import synthetic
+from data_prep.sentences import SENTENCES
+from data_prep.synthetic import LANGUAGES, generate_corpus, plan_corpus
+from qtts.audio.io import audio_info, load_audio
+from qtts.data.manifest import read_manifest
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def _hashes(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.wav"))}
+
+
+def test_sentence_bank_covers_every_language_with_consistent_spoken_forms():
+    assert set(SENTENCES) == set(LANGUAGES)
+    for language, bank in SENTENCES.items():
+        assert len(bank) >= 10, language
+        assert len({s.text for s in bank}) == len(bank), f"{language}: repeated sentence"
+    for s in SENTENCES["zh"]:
+        hanzi = [c for c in s.text if unicodedata.name(c).startswith("CJK UNIFIED")]
+        syllables = re.findall(r"[a-zü]+\d?", s.spoken)
+        assert len(hanzi) == len(syllables), f"{s.text} vs {s.spoken}"
+        assert all(re.fullmatch(r"[a-zü]+[1-5]", syl) for syl in syllables), s.spoken
+    for s in SENTENCES["ja"]:
+        assert all(unicodedata.name(c).startswith(("HIRAGANA", "KATAKANA", "IDEOGRAPHIC")) for c in s.text), s.text
+        # the spoken form only rewrites the particles は/へ as they sound
+        assert len(s.speech) == len(s.text)
+        assert all(a == b or (a, b) in {("は", "わ"), ("へ", "え")} for a, b in zip(s.text, s.speech)), s.text
+    for language in set(LANGUAGES) - {"zh", "ja"}:
+        assert all(s.spoken is None for s in SENTENCES[language])
+
+
+def test_plan_is_deterministic_and_stable_under_subsetting():
+    full = plan_corpus(3, None, 4, seed=0)
+    assert full == plan_corpus(3, None, 4, seed=0)
+    # asking for fewer languages, speakers or utterances keeps the rows that remain unchanged
+    small = plan_corpus(2, ["german", "ja"], 3, seed=0)
+    expected = [i for i in full if i.language in {"de", "ja"} and i.speaker[-1] != "3" and not i.id.endswith("2")]
+    assert sorted(small, key=lambda i: i.id) == sorted(expected, key=lambda i: i.id)
+    assert [i.text for i in plan_corpus(3, None, 4, seed=1)] != [i.text for i in full]
+    for language in LANGUAGES:
+        items = [i for i in full if i.language == language]
+        assert len({i.speaker for i in items}) == 4
+        assert len({i.voice for i in items}) == 4, f"{language}: two speakers share a voice"
+        assert all(i.speaker.startswith(f"{language}_spk") for i in items)
+    lengths = {len(i.text) for i in full}
+    assert max(lengths) > 2 * min(lengths), "utterance lengths should vary"
+    with pytest.raises(KeyError):
+        plan_corpus(1, ["xx"])
+
+
+@needs_espeak
+def test_generation_is_deterministic_and_durations_are_real(tmp_path):
+    a = generate_corpus(tmp_path / "a", utterances_per_speaker=2, languages=["en", "zh", "ja"], seed=3)
+    b = generate_corpus(tmp_path / "b", utterances_per_speaker=2, languages=["en", "zh", "ja"], seed=3, workers=1)
+    assert a.read_bytes() == b.read_bytes()
+    hashes = _hashes(tmp_path / "a")
+    assert hashes == _hashes(tmp_path / "b") and len(hashes) == 18
+
+    rows = read_manifest(a)
+    raw = [json.loads(line) for line in a.read_text(encoding="utf-8").splitlines()]
+    assert [r["audio"] for r in raw] == [f"wavs/{r['language']}/{r['speaker']}/{r['id']}.wav" for r in raw]
+    assert {r.language for r in rows} == {"en", "zh", "ja"}
+    for row in rows:
+        info = audio_info(row.audio)
+        assert (info.sample_rate, info.channels) == (22050, 1)
+        assert row.duration == pytest.approx(info.duration, abs=1e-3)
+        assert row.duration > 0.8
+    zh = next(r for r in rows if r.language == "zh")
+    assert re.search(r"[\u4e00-\u9fff]", zh.text) and re.search(r"[a-z]+[1-5]", zh.extra["spoken"])
+
+
+@needs_espeak
+def test_all_ten_languages_three_speakers_each_with_audible_speech(tmp_path):
+    rows = read_manifest(generate_corpus(tmp_path, utterances_per_speaker=1))
+    assert {r.language for r in rows} == set(LANGUAGES)
+    for language in LANGUAGES:
+        assert len({r.speaker for r in rows if r.language == language}) == 3
+    for row in rows:
+        wav, _ = load_audio(row.audio, sample_rate=None)
+        rms_db = 20 * torch.log10(wav.pow(2).mean().sqrt())
+        assert rms_db > -35, f"{row.id} is nearly silent ({rms_db:.1f} dBFS)"
+
+
+@needs_espeak
+def test_rerun_resumes_only_missing_or_broken_wavs(tmp_path):
+    assert synthetic.main([str(tmp_path), "--per-speaker", "2", "--languages", "ko,ru"]) == 0
+    before = _hashes(tmp_path)
+    wavs = sorted(tmp_path.rglob("*.wav"))
+    wavs[0].unlink()
+    wavs[1].write_bytes(wavs[1].read_bytes()[:30])  # a torn file
+    untouched = {p: p.stat().st_mtime_ns for p in wavs[2:]}
+    generate_corpus(tmp_path, utterances_per_speaker=2, languages=["ko", "ru"])
+    assert _hashes(tmp_path) == before
+    assert {p: p.stat().st_mtime_ns for p in wavs[2:]} == untouched
+    with pytest.raises(ValueError, match="seed"):
+        generate_corpus(tmp_path, utterances_per_speaker=2, languages=["ko"], seed=1)
