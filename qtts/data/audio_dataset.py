@@ -27,8 +27,8 @@ class AudioCorpus(Dataset):
         self.rows = rows
         self.sample_rate = sample_rate
         self.crop_seconds = crop_seconds
-        self.speakers = list(speakers) if speakers is not None else sorted(set(rows["speaker"]))
-        self.languages = list(languages) if languages is not None else sorted(set(rows["language"]))
+        self.speakers = list(speakers) if speakers is not None else sorted(set(_column(rows, "speaker")))
+        self.languages = list(languages) if languages is not None else sorted(set(_column(rows, "language")))
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
         self._language_index = {s: i for i, s in enumerate(self.languages)}
 
@@ -50,6 +50,11 @@ class AudioCorpus(Dataset):
             "speaker": self._speaker_index.get(row["speaker"], -1),
             "language": self._language_index.get(row["language"], -1),
         }
+
+
+def _column(rows: Any, name: str) -> Sequence[Any]:
+    """One field of every row: a ``datasets.Dataset`` is indexed by column name, a list of dicts is not."""
+    return [row[name] for row in rows] if isinstance(rows, (list, tuple)) else rows[name]
 
 
 def index_seed(index: int) -> int:

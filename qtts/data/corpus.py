@@ -57,6 +57,7 @@ def build_corpus(manifest: str | os.PathLike, out_dir: str | os.PathLike,
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed build: its stale shards must not join this one
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.cache") as cache:
         ds = datasets.Dataset.from_generator(generate, features=features, cache_dir=cache)
         num_shards = min(len(rows), max(1, -(-len(rows) // rows_per_shard)))
@@ -70,7 +71,7 @@ def open_corpus(path: str | os.PathLike, streaming: bool = False) -> datasets.Da
     path = Path(path)
     if path.is_file():
         rows = [_row_dict(r) for r in read_manifest(path)]
-        ds = datasets.Dataset.from_list(rows)
+        ds = datasets.Dataset.from_list(rows, features=FEATURES)
     else:
         if not (path / "dataset_info.json").exists():
             raise FileNotFoundError(f"{path}: not a corpus folder (no dataset_info.json); build it with `qtts data build`")

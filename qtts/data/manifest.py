@@ -55,7 +55,7 @@ _KNOWN = {f.name for f in fields(Utterance)} - {"extra"}
 
 def resolve_path(value: str, base_dir: Path) -> str:
     path = Path(os.path.expanduser(value))
-    return str(path if path.is_absolute() else (base_dir / path))
+    return str(path if path.is_absolute() else os.path.abspath(base_dir / path))
 
 
 def parse_row(raw: Any, where: str, base_dir: Path) -> Utterance:
@@ -92,9 +92,13 @@ def parse_row(raw: Any, where: str, base_dir: Path) -> Utterance:
 def _seconds(value: Any, where: str, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ManifestError(where, key, f"expected a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0:
         raise ManifestError(where, key, f"expected a finite non-negative number, got {value!r}")
-    return float(value)
+    return seconds
 
 
 def iter_raw_rows(path: str | os.PathLike) -> Iterator[tuple[int, Any | ManifestError]]:
@@ -127,11 +131,15 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Utterance | dict[str,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(dumps_row(row) + "\n")
-            count += 1
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(dumps_row(row) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return count
 
 

@@ -92,8 +92,8 @@ class DurationBatchSampler(Sampler[list]):
         if len(batches) % world:
             if self.drop_last:
                 batches = batches[: len(batches) - len(batches) % world]
-            else:
-                batches += batches[: world - len(batches) % world]
+            else:  # repeat batches from the front (cycling when there are fewer batches than ranks)
+                batches += [batches[k % len(batches)] for k in range(world - len(batches) % world)]
         return batches
 
     def _pack(self, bucket: list[int]) -> list[list[int]]:

@@ -25,13 +25,17 @@ from qtts.training.schedules import warmup_cosine
 class SpeakerEncoderTask(L.LightningModule):
     def __init__(self, model: SpeakerEncoderConfig | dict, num_speakers: int, num_languages: int = 0, lr: float = 1e-3,
                  weight_decay: float = 1e-4, warmup_steps: int = 100, margin: float = 0.2, scale: float = 30.0,
-                 log_media: bool = True):
+                 margin_warmup_steps: int = 0, log_media: bool = True):
         super().__init__()
         model = model if isinstance(model, SpeakerEncoderConfig) else SpeakerEncoderConfig(**model)
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = asdict(model)  # plain data: checkpoints load with weights_only=True
         self.speaker_encoder = SpeakerEncoder(model)
         self.mel = SpeakerMel(n_mels=model.mel_dim, sample_rate=model.sample_rate)
+        # The released encoder has no output normalisation; its x-vectors share a large common offset
+        # that makes every cosine close to 1. The classification head centres and scales them first
+        # (the model itself, and what it hands the talker, stay exactly the released ones).
+        self.head_norm = nn.BatchNorm1d(model.enc_dim, affine=False)
         self.speaker_weights = nn.Parameter(torch.randn(num_speakers, model.enc_dim) / math.sqrt(model.enc_dim))
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -40,10 +44,21 @@ class SpeakerEncoderTask(L.LightningModule):
         frames = self.mel.num_frames(lengths) if lengths is not None else None
         return self.speaker_encoder(mels, frames)
 
+    @property
+    def margin(self) -> float:
+        """The angular margin, ramped up linearly over ``margin_warmup_steps`` (classes first, then tight)."""
+        ramp = self.hparams.margin_warmup_steps
+        return self.hparams.margin * (min(1.0, self.global_step / ramp) if ramp > 0 else 1.0)
+
+    def _normalize(self, emb: torch.Tensor) -> torch.Tensor:
+        if self.training and emb.shape[0] == 1:  # batch statistics need two items: use the running ones
+            norm = self.head_norm
+            return torch.nn.functional.batch_norm(emb, norm.running_mean, norm.running_var, training=False)
+        return self.head_norm(emb)
+
     def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         emb = self.embed(batch["wav"], batch["lengths"])
-        loss, cosine = aam_softmax_loss(emb, self.speaker_weights, batch["speaker"], self.hparams.margin,
-                                        self.hparams.scale)
+        loss, cosine = aam_softmax_loss(self._normalize(emb), self.speaker_weights, batch["speaker"], self.margin, self.hparams.scale)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}, batch {batch['ids']}")
         return loss, cosine, emb
