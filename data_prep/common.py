@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import unicodedata
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from qtts.audio.io import AudioError, audio_info
 from qtts.data.manifest import Utterance, write_manifest
+from qtts.parallel import worker_pool
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 
@@ -83,19 +83,13 @@ def probe_duration(path: str) -> tuple[float | None, str | None]:
     return round(info.duration, 4), None
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one file per process; more threads would only fight for the cores
-
-
 def probe_durations(paths: Sequence[str], workers: int = 2, desc: str = "measuring audio") -> list[tuple[float | None, str | None]]:
     """``probe_duration`` over many files (in ``workers`` processes), results in input order."""
     bar = dict(total=len(paths), desc=desc, unit="file", disable=not paths)
     if workers <= 1 or len(paths) < 2:
         return [probe_duration(p) for p in tqdm(paths, **bar)]
     chunk = max(1, min(64, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+    with worker_pool(workers) as pool:
         return list(tqdm(pool.map(probe_duration, paths, chunksize=chunk), **bar))
 
 

@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from data_prep.common import AUDIO_SUFFIXES, ImportResult, Reject, audio_ref, clean_text, report, rejects_path, write_rejects
 from qtts.audio.io import AudioError, load_audio
 from qtts.data.manifest import Utterance, read_manifest, write_manifest
+from qtts.parallel import worker_pool
 from qtts.text.languages import get_language
 
 
@@ -198,10 +198,6 @@ def _segment_file(job: tuple[str, float | None, float | None, VadConfig]) -> tup
     return [(round(s + offset, 3), round(e + offset, 3)) for s, e in find_speech_segments(wav, sr, cfg)], None
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
 def _source_rows(source, language: str | None, speaker: str | None) -> list[Utterance]:
     """Rows of a manifest (``.jsonl``), or one row per audio file of a file, folder or list of them."""
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(".jsonl"):
@@ -240,7 +236,7 @@ def segment_manifest(
     if workers <= 1 or len(jobs) < 2:
         results = [_segment_file(job) for job in tqdm(jobs, **bar)]
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        with worker_pool(workers) as pool:
             results = list(tqdm(pool.map(_segment_file, jobs), **bar))
 
     out_rows, rejects = [], []

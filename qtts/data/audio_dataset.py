@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from qtts.audio.io import SAMPLE_RATE, load_audio
+from qtts.audio.loudness import normalize_loudness
 
 
 class AudioCorpus(Dataset):
@@ -20,13 +21,16 @@ class AudioCorpus(Dataset):
 
     crop_seconds: take a random window of this length (shorter items are returned whole);
     None returns whole utterances.
+    loudness_lufs: normalise each clip to this BS.1770 loudness (None keeps the recorded level).
     """
 
     def __init__(self, rows: Any, sample_rate: int = SAMPLE_RATE, crop_seconds: float | None = None,
-                 speakers: Sequence[str] | None = None, languages: Sequence[str] | None = None):
+                 speakers: Sequence[str] | None = None, languages: Sequence[str] | None = None,
+                 loudness_lufs: float | None = None):
         self.rows = rows
         self.sample_rate = sample_rate
         self.crop_seconds = crop_seconds
+        self.loudness_lufs = loudness_lufs
         self.speakers = list(speakers) if speakers is not None else sorted(set(_column(rows, "speaker")))
         self.languages = list(languages) if languages is not None else sorted(set(_column(rows, "language")))
         self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
@@ -44,6 +48,8 @@ class AudioCorpus(Dataset):
             start = (start or 0.0) + offset
             end = start + self.crop_seconds
         wav, _ = load_audio(row["audio"], self.sample_rate, mono=True, start=start, end=end)
+        if self.loudness_lufs is not None:
+            wav = normalize_loudness(wav, self.sample_rate, self.loudness_lufs)
         return {
             "id": row["id"],
             "wav": wav[0],

@@ -25,7 +25,8 @@ class AudioDataModule(L.LightningDataModule):
 
     def __init__(self, corpus: str, val_fraction: float = 0.1, sample_rate: int = SAMPLE_RATE,
                  crop_seconds: float | None = 3.0, max_seconds_per_batch: float = 24.0,
-                 max_batch_size: int | None = None, num_buckets: int = 10, num_workers: int = 2, seed: int = 0):
+                 max_batch_size: int | None = None, num_buckets: int = 10, num_workers: int = 2, seed: int = 0,
+                 loudness_lufs: float | None = None):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -38,6 +39,7 @@ class AudioDataModule(L.LightningDataModule):
         self.num_buckets = num_buckets
         self.num_workers = num_workers
         self.seed = seed
+        self.loudness_lufs = loudness_lufs
         self.train_set: AudioCorpus | None = None
         self.val_set: AudioCorpus | None = None
         self._resume: dict[str, int] | None = None
@@ -54,7 +56,7 @@ class AudioDataModule(L.LightningDataModule):
         if not train_idx:
             raise ValueError(f"{self.corpus}: no training utterances left after the validation split")
         common = dict(sample_rate=self.sample_rate, crop_seconds=self.crop_seconds, speakers=speakers,
-                      languages=languages)
+                      languages=languages, loudness_lufs=self.loudness_lufs)
         self.train_set = AudioCorpus(ds.select(train_idx), **common)
         self.val_set = AudioCorpus(ds.select(val_idx), **common) if val_idx else None
 

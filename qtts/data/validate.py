@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from qtts.audio.io import AudioError, audio_info, load_audio
 from qtts.data.manifest import ManifestError, Utterance, dumps_row, iter_raw_rows, parse_row
+from qtts.parallel import worker_pool
 from qtts.text.languages import get_language, is_known_language
 
 
@@ -140,7 +140,7 @@ def validate_manifest(manifest: str | os.PathLike, out_dir: str | os.PathLike, c
 
     total = sum(1 for _ in iter_raw_rows(manifest))
     with open(clean_path, "a", encoding="utf-8") as clean_f, open(reject_path, "a", encoding="utf-8") as reject_f, \
-            ProcessPoolExecutor(max_workers=max(1, cfg.workers)) as pool, \
+            worker_pool(cfg.workers) as pool, \
             tqdm(total=total, initial=len(done_lines), desc=f"validate {manifest.name}", disable=not progress,
                  unit="row") as bar:
 

@@ -169,3 +169,19 @@ def test_resume_from_an_epoch_end_checkpoint_starts_the_next_epoch_whole(corpus)
     reference = datamodule(corpus).train_dataloader()
     _set_sampler_epoch(reference, 1)
     assert loader_ids(loader) == loader_ids(reference)
+
+
+def test_loudness_normalisation_levels_every_clip(tmp_path):
+    from qtts.audio.loudness import measure_loudness
+
+    rows = []
+    for k, amplitude in enumerate([0.05, 0.5]):
+        t = np.arange(SR) / SR
+        sf.write(tmp_path / f"t{k}.wav", amplitude * np.sin(2 * np.pi * 300 * t), SR, subtype="FLOAT")
+        rows.append({"id": f"t{k}", "audio": str(tmp_path / f"t{k}.wav"), "text": "x", "language": "en",
+                     "speaker": "s", "duration": 1.0})
+    plain = AudioCorpus(rows)
+    levelled = AudioCorpus(rows, loudness_lufs=-20.0)
+    assert measure_loudness(plain[1]["wav"], 24000) - measure_loudness(plain[0]["wav"], 24000) > 19
+    for i in range(2):
+        assert measure_loudness(levelled[i]["wav"], 24000) == pytest.approx(-20.0, abs=0.05)
