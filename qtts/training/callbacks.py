@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 
@@ -57,18 +58,44 @@ class RNGState(L.Callback):
 class SaveLast(L.Callback):
     """Save ``last.ckpt`` when training ends and on SIGTERM (preemption, SLURM, ``kill``), so no step is lost.
 
-    Lightning turns SIGTERM into ``SIGTERMException`` at the next step boundary on every rank; the
-    save is collective, so it works under DDP and sharded strategies too.
+    SIGTERM only raises a flag; the step in progress finishes, the checkpoint is written in
+    ``on_train_batch_end`` (where periodic checkpoints are taken, so a resume continues exactly),
+    and the run stops cleanly. Any rank's signal counts for all (one boolean all-reduce per step),
+    so the collective save cannot deadlock under DDP; a launcher's child processes get the signal too.
     """
 
     def __init__(self, dirpath: str | os.PathLike):
         self.dirpath = Path(dirpath)
+        self._saved_step: int | None = None
+        self._sigterm = False
+        self._previous_handler: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        def on_sigterm(signum: int, frame: Any) -> None:
+            if not self._sigterm and trainer.strategy.launcher is not None:
+                trainer.strategy.launcher.kill(signum)
+            self._sigterm = True
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.strategy.reduce_boolean_decision(self._sigterm, all=False):
+            self._save(trainer, "SIGTERM")
+            trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")
+        self._save(trainer, "end of training")
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
-            path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path)
-            rank_zero_info(f"SIGTERM: saved {path} at step {trainer.global_step}; resume with resume=auto")
+    def _save(self, trainer: L.Trainer, why: str) -> None:
+        if self._saved_step == trainer.global_step:
+            return
+        path = self.dirpath / "last.ckpt"
+        trainer.save_checkpoint(path)
+        self._saved_step = trainer.global_step
+        rank_zero_info(f"{why}: saved {path} at step {trainer.global_step}")

@@ -99,10 +99,9 @@ def newest_checkpoint(run_dir: Path) -> str | None:
 
 
 def _step_of(path: Path) -> int:
-    """Checkpoints carry their step in the file name (step=N); last.ckpt is read to find it."""
-    for part in path.stem.split("-"):
-        if part.startswith("step="):
-            return int(part[5:])
+    """Checkpoints carry their step in the file name (step_N); last.ckpt is read to find it."""
+    if path.stem.startswith("step_") and path.stem[5:].isdigit():
+        return int(path.stem[5:])
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
     except Exception:
@@ -123,9 +122,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     ckpt_dir = run_dir / "checkpoints"
     every = int(cfg.checkpoint.every_n_steps)
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="{step:08d}", every_n_train_steps=every, save_last=True,
+        # step_00001000.ckpt: no '=' in the name, so `resume=PATH` needs no quoting on the command line
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step_{step:08d}", every_n_train_steps=every, save_last=True,
                         save_top_k=int(cfg.checkpoint.keep), monitor="step", mode="max",
-                        auto_insert_metric_name=True),
+                        auto_insert_metric_name=False),
         SaveLast(ckpt_dir),
         RNGState(),
     ]

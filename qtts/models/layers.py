@@ -1,0 +1,332 @@
+"""Building blocks shared by every qtts model, written once: norms, rotary attention, MLPs and causal convs.
+
+Submodule names are those of the released checkpoints (``self_attn.q_proj``, ``mlp.gate_proj``,
+``...conv.weight``), so a model assembled from these blocks loads the official weights as they are.
+
+Causal modules (``CausalConv1d``, ``CausalConvTranspose1d``) are ``StreamingModule``s: inside
+``with streaming(model):`` their ``forward`` takes consecutive chunks and keeps the left context the
+next chunk needs, so chunked output equals the output on the whole sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32 (low-precision inputs lose too much in the mean of squares)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables of rotate-half RoPE for given positions (float32; ``inv_freq`` is not saved)."""
+
+    def __init__(self, head_dim: int, theta: float = 10_000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary head_dim must be even, got {head_dim}")
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
+        self.register_buffer("inv_freq", 1.0 / theta**exponents, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (T,) or (B, T) → cos, sin of shape (..., T, head_dim)."""
+        freqs = positions[..., None].float() * self.inv_freq.float()
+        angles = torch.cat((freqs, freqs), dim=-1)
+        return angles.cos(), angles.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, H, T, D) by position; cos/sin are (T, D) or per batch item (B, T, D)."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
+class KVCache:
+    """Rotated keys and values of past positions for one attention layer.
+
+    ``length`` counts every position seen (the next position id); only the keys a sliding window can
+    still reach are kept, so streaming memory stays bounded.
+    """
+
+    def __init__(self):
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.length = 0
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, keep: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append new (B, H, T, D) keys/values; return all cached + new ones, keep the last ``keep``."""
+        self.length += keys.shape[2]
+        if self.keys is not None:
+            keys, values = torch.cat((self.keys, keys), dim=2), torch.cat((self.values, values), dim=2)
+        start = 0 if keep is None else max(keys.shape[2] - keep, 0)
+        self.keys, self.values = keys[:, :, start:], values[:, :, start:]
+        return keys, values
+
+
+def causal_mask(query_positions: torch.Tensor, key_positions: torch.Tensor, window: int | None) -> torch.Tensor:
+    """(Tq, Tk) bool, True where a query may attend: keys at or before it and, with a window,
+    fewer than ``window`` positions back (the query itself counts)."""
+    distance = query_positions[:, None] - key_positions[None, :]
+    allowed = distance >= 0
+    if window is not None:
+        allowed &= distance < window
+    return allowed
+
+
+class Attention(nn.Module):
+    """Causal multi-head attention with RoPE, grouped KV heads, optional QK-norm and sliding window.
+
+    ``forward(x, cos, sin, cache)``: with a ``KVCache`` the call continues the sequence the cache has
+    seen (cos/sin must then be for positions ``cache.length …``).
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        bias: bool = False,
+        sliding_window: int | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads {num_heads} must be a multiple of num_kv_heads {num_kv_heads}")
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.sliding_window = sliding_window
+        self.dropout = dropout
+        self.q_proj = nn.Linear(hidden_size, num_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=bias)
+        if qk_norm:  # Qwen3: RMSNorm over each head's vector, before RoPE
+            self.q_norm = RMSNorm(head_dim, norm_eps)
+            self.k_norm = RMSNorm(head_dim, norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).view(batch, length, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+
+        start = 0
+        if cache is not None:
+            start = cache.length
+            keep = None if self.sliding_window is None else self.sliding_window - 1
+            k, v = cache.update(k, v, keep)
+        query_positions = torch.arange(start, start + length, device=x.device)
+        key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
+        mask = causal_mask(query_positions, key_positions, self.sliding_window)
+
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=self.num_heads != self.num_kv_heads,
+        )
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP: ``down(silu(gate(x)) * up(x))``, no biases."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnt scale on a residual branch, initialised small so deep stacks start near identity
+    (Touvron et al. 2021)."""
+
+    def __init__(self, dim: int, initial_scale: float):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), float(initial_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + ls(attn(norm(x)))`` then ``x + ls(mlp(norm(x)))``; LayerScale only when
+    ``layer_scale`` is given (the codec has it, the Qwen3 talker does not)."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        intermediate_size: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        norm_eps: float,
+        bias: bool = False,
+        sliding_window: int | None = None,
+        qk_norm: bool = False,
+        layer_scale: float | None = None,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.input_layernorm = RMSNorm(hidden_size, norm_eps)
+        self.self_attn = Attention(
+            hidden_size, num_heads, num_kv_heads, head_dim, bias, sliding_window, qk_norm, norm_eps, dropout
+        )
+        self.post_attention_layernorm = RMSNorm(hidden_size, norm_eps)
+        self.mlp = SwiGLU(hidden_size, intermediate_size)
+        if layer_scale is not None:
+            self.self_attn_layer_scale = LayerScale(hidden_size, layer_scale)
+            self.mlp_layer_scale = LayerScale(hidden_size, layer_scale)
+        else:
+            self.self_attn_layer_scale = self.mlp_layer_scale = None
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        h = self.self_attn(self.input_layernorm(x), cos, sin, cache)
+        x = x + (h if self.self_attn_layer_scale is None else self.self_attn_layer_scale(h))
+        h = self.mlp(self.post_attention_layernorm(x))
+        return x + (h if self.mlp_layer_scale is None else self.mlp_layer_scale(h))
+
+
+class SnakeBeta(nn.Module):
+    """Periodic activation ``x + sin²(x·e^α) / (e^β + 1e-9)`` per channel of (B, C, T); α and β are stored
+    in log space (init 0 → unit frequency and magnitude), which keeps them positive while training."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frequency = self.alpha.exp()[None, :, None]
+        magnitude = self.beta.exp()[None, :, None]
+        return x + (1.0 / (magnitude + 1e-9)) * torch.sin(x * frequency).pow(2)
+
+
+class StreamingModule(nn.Module):
+    """A causal module that can run chunk by chunk: while ``streaming`` it keeps in ``stream_state``
+    what the next chunk needs. Turned on and off for a whole model by ``streaming(model)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.streaming = False
+        self.stream_state = None
+
+    def reset_stream(self, on: bool) -> None:
+        self.streaming, self.stream_state = on, None
+
+
+@contextmanager
+def streaming(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` on consecutive chunks of one stream; state is fresh on entry and dropped on exit."""
+    modules = [m for m in model.modules() if isinstance(m, StreamingModule)]
+    for module in modules:
+        module.reset_stream(True)
+    try:
+        yield model
+    finally:
+        for module in modules:
+            module.reset_stream(False)
+
+
+class CausalConv1d(StreamingModule):
+    """Conv1d that sees only the past: left pad ``(k−1)·d + 1 − stride``, right pad just enough to
+    complete the last frame (Mimi/EnCodec rule), so T inputs give ceil(T / stride) outputs.
+
+    Streaming keeps the not yet consumed inputs (initially the zero left pad) and emits only complete
+    frames; with stride 1 the chunks together equal the whole-sequence output.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, bias: bool = True):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
+                              groups=groups, bias=bias)
+        self.stride = stride
+        self.extent = (kernel_size - 1) * dilation + 1  # samples one output looks at
+        if stride > self.extent:
+            raise ValueError(f"stride {stride} must not exceed the kernel extent {self.extent} (inputs would be skipped)")
+        self.left_padding = self.extent - stride
+
+    def right_padding(self, length: int) -> int:
+        frames = math.ceil((length + self.left_padding - self.extent) / self.stride) + 1
+        return (frames - 1) * self.stride + self.extent - self.left_padding - length
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.streaming:
+            return self._forward_chunk(x)
+        return self.conv(F.pad(x, (self.left_padding, self.right_padding(x.shape[-1]))))
+
+    def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stream_state is None:
+            self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.left_padding)
+        x = torch.cat((self.stream_state, x), dim=-1)
+        frames = max((x.shape[-1] - self.extent) // self.stride + 1, 0)
+        self.stream_state = x[..., frames * self.stride:]
+        if frames == 0:  # not enough input yet for one output frame
+            return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
+        return self.conv(x[..., : (frames - 1) * self.stride + self.extent])
+
+
+class CausalConvTranspose1d(StreamingModule):
+    """ConvTranspose1d with the ``k − stride`` overhanging samples cut on the right only, so T inputs give
+    exactly T·stride outputs and none depends on a later input.
+
+    Streaming prepends the last ``ceil((k − stride) / stride)`` inputs of the previous chunk (zeros at the
+    start), whose overhang completes this chunk's first outputs, and drops the outputs they own.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True):
+        super().__init__()
+        if kernel_size < stride:
+            raise ValueError(f"kernel_size {kernel_size} must be >= stride {stride}")
+        self.conv = nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride=stride, bias=bias)
+        self.stride = stride
+        self.trim = kernel_size - stride
+        self.context = -(-self.trim // stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[-1]
+        if not self.streaming:
+            return self.conv(x)[..., : length * self.stride]
+        if self.stream_state is None:
+            self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.context)
+        x = torch.cat((self.stream_state, x), dim=-1)
+        self.stream_state = x[..., x.shape[-1] - self.context:]
+        skip = self.context * self.stride
+        return self.conv(x)[..., skip: skip + length * self.stride]
