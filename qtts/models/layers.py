@@ -264,17 +264,37 @@ def streaming(model: nn.Module) -> Iterator[nn.Module]:
             module.reset_stream(False)
 
 
+@contextmanager
+def last_chunk(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside ``streaming(model)``: the call made here passes the stream's last chunk (it may be empty), and
+    strided ``CausalConv1d``s pad their pending input as the whole-sequence forward pads its end, so the
+    stream's outputs together equal the whole-sequence output."""
+    convs = [m for m in model.modules() if isinstance(m, CausalConv1d)]
+    for conv in convs:
+        conv.last_chunk = True
+    try:
+        yield model
+    finally:
+        for conv in convs:
+            conv.last_chunk = False
+
+
 class CausalConv1d(StreamingModule):
     """Conv1d that sees only the past: left pad ``(k−1)·d + 1 − stride``, right pad just enough to
     complete the last frame (Mimi/EnCodec rule), so T inputs give ceil(T / stride) outputs.
 
-    Streaming keeps the not yet consumed inputs (initially the zero left pad) and emits only complete
-    frames; with stride 1 the chunks together equal the whole-sequence output.
+    ``pad_mode="replicate"`` repeats the edge samples instead of padding zeros (Mimi's downsample conv).
+    Streaming keeps the not yet consumed inputs (initially the left pad) and emits only complete
+    frames; with stride 1 the chunks together equal the whole-sequence output, with a larger stride
+    once the last chunk is passed inside ``last_chunk(model)``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1, groups: int = 1, bias: bool = True):
+                 dilation: int = 1, groups: int = 1, bias: bool = True, pad_mode: str = "constant"):
         super().__init__()
+        if pad_mode not in ("constant", "replicate"):
+            raise ValueError(f"pad_mode must be 'constant' or 'replicate', got {pad_mode!r}")
+        self.pad_mode = pad_mode
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation,
                               groups=groups, bias=bias)
         self.stride = stride
@@ -282,6 +302,7 @@ class CausalConv1d(StreamingModule):
         if stride > self.extent:
             raise ValueError(f"stride {stride} must not exceed the kernel extent {self.extent} (inputs would be skipped)")
         self.left_padding = self.extent - stride
+        self.last_chunk = False
 
     def right_padding(self, length: int) -> int:
         frames = math.ceil((length + self.left_padding - self.extent) / self.stride) + 1
@@ -290,13 +311,22 @@ class CausalConv1d(StreamingModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.streaming:
             return self._forward_chunk(x)
-        return self.conv(F.pad(x, (self.left_padding, self.right_padding(x.shape[-1]))))
+        return self.conv(F.pad(x, (self.left_padding, self.right_padding(x.shape[-1])), mode=self.pad_mode))
 
     def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
         if self.stream_state is None:
-            self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.left_padding)
+            if self.pad_mode == "replicate":
+                if x.shape[-1] == 0:  # the edge sample to repeat has not arrived yet
+                    return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
+                self.stream_state = x[..., :1].expand(-1, -1, self.left_padding)
+            else:
+                self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.left_padding)
         x = torch.cat((self.stream_state, x), dim=-1)
         frames = max((x.shape[-1] - self.extent) // self.stride + 1, 0)
+        if self.last_chunk and x.shape[-1] - frames * self.stride > self.left_padding:
+            # inputs remain that no complete frame covers: pad them into one more frame, as the end is padded
+            x = F.pad(x, (0, frames * self.stride + self.extent - x.shape[-1]), mode=self.pad_mode)
+            frames += 1
         self.stream_state = x[..., frames * self.stride:]
         if frames == 0:  # not enough input yet for one output frame
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0)

@@ -1,7 +1,8 @@
-"""12 Hz speech tokenizer (codec): split RVQ and the causal decoder."""
+"""12 Hz speech tokenizer (codec): Mimi encoder with split RVQ, and the causal decoder."""
 
-from qtts.models.codec.config import CodecDecoderConfig
+from qtts.models.codec.config import CodecDecoderConfig, CodecEncoderConfig
 from qtts.models.codec.decoder import CodecDecoder
+from qtts.models.codec.encoder import CodecEncoder
 from qtts.models.codec.quantizer import SplitResidualVectorQuantizer
 
-__all__ = ["CodecDecoder", "CodecDecoderConfig", "SplitResidualVectorQuantizer"]
+__all__ = ["CodecDecoder", "CodecDecoderConfig", "CodecEncoder", "CodecEncoderConfig", "SplitResidualVectorQuantizer"]
