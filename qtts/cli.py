@@ -1,9 +1,10 @@
-"""``qtts`` command line: data jobs and the demo (training runs go through ``scripts/train.py``)."""
+"""``qtts`` command line: data jobs, the speech codec and the demo (training runs go through ``scripts/train.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("corpus", help="corpus folder or manifest")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_summary)
+
+    codec = commands.add_parser("codec", help="12 Hz speech tokenizer")
+    codec = codec.add_subparsers(dest="codec_command", required=True)
+    e = codec.add_parser("encode", help="audio files (any rate) → <stem>.npy codes, int64 (frames, 16)")
+    e.add_argument("inputs", nargs="+", metavar="AUDIO")
+    e.set_defaults(func=_codec_encode)
+    c = codec.add_parser("decode", help="<stem>.npy codes → <stem>.wav at 24 kHz")
+    c.add_argument("inputs", nargs="+", metavar="CODES.npy")
+    c.set_defaults(func=_codec_decode)
+    for p in (e, c):
+        p.add_argument("--model", required=True, help="tokenizer folder, or a model folder with speech_tokenizer/")
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--device", default="cpu")
 
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
     d.add_argument("--out", default="demo_out")
@@ -82,6 +96,78 @@ def _summary(args: argparse.Namespace) -> int:
     summary = summarize(open_corpus(args.corpus))
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
+
+
+def _codec_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from qtts.audio.io import load_audio
+
+    def encode(model, path: Path, out: Path) -> None:
+        wav, _ = load_audio(path, sample_rate=model.config.input_sample_rate)
+        codes = model.encode([wav[0]])[0].cpu().numpy()
+        _write_atomic(out, lambda f: np.save(f, codes))
+
+    return _codec_each(args, ".npy", encode)
+
+
+def _codec_decode(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from qtts.audio.io import save_audio
+
+    def decode(model, path: Path, out: Path) -> None:
+        try:
+            codes = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"cannot read codes ({e})") from e
+        if codes.dtype.kind not in "iu":
+            raise ValueError(f"codes must be integers, got {codes.dtype}")
+        wav = model.decode([torch.from_numpy(codes.astype(np.int64))])[0]
+        save_audio(out, wav.cpu(), model.sample_rate)
+
+    return _codec_each(args, ".wav", decode)
+
+
+def _codec_each(args: argparse.Namespace, suffix: str, convert) -> int:
+    """Run ``convert`` per input into ``--out/<stem><suffix>``; a failing input is reported and skipped,
+    so one bad file costs only itself, and the exit status says whether any failed."""
+    from qtts.models.codec import SpeechTokenizer
+
+    try:
+        model = SpeechTokenizer.from_pretrained(args.model).to(args.device)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, failed = set(), 0
+    for name in args.inputs:
+        path, out = Path(name), out_dir / (Path(name).stem + suffix)
+        try:
+            if out in written:
+                raise ValueError(f"another input already wrote {out}")
+            if not path.is_file():
+                raise FileNotFoundError("file not found")
+            convert(model, path, out)
+        except (OSError, RuntimeError, ValueError) as e:  # AudioError is a RuntimeError
+            failed += 1
+            message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            print(f"error: {message}", file=sys.stderr)
+            continue
+        written.add(out)
+        print(f"{path} -> {out}")
+    if failed:
+        print(f"error: {failed} of {len(args.inputs)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
 
 
 def _demo(args: argparse.Namespace) -> int:

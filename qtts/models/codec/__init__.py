@@ -3,6 +3,10 @@
 from qtts.models.codec.config import CodecDecoderConfig, CodecEncoderConfig
 from qtts.models.codec.decoder import CodecDecoder
 from qtts.models.codec.encoder import CodecEncoder
+from qtts.models.codec.model import CodecConfig, SpeechTokenizer
 from qtts.models.codec.quantizer import SplitResidualVectorQuantizer
 
-__all__ = ["CodecDecoder", "CodecDecoderConfig", "CodecEncoder", "CodecEncoderConfig", "SplitResidualVectorQuantizer"]
+__all__ = [
+    "CodecConfig", "CodecDecoder", "CodecDecoderConfig", "CodecEncoder", "CodecEncoderConfig", "SpeechTokenizer",
+    "SplitResidualVectorQuantizer",
+]
