@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
-    d.add_argument("--train-steps", type=int, default=60, help="speaker-encoder steps (0 skips training)")
+    d.add_argument("--train-steps", type=int, default=60, help="speaker-encoder steps (0 skips it)")
+    d.add_argument("--codec-steps", type=int, default=40, help="codec optimizer steps (0 skips it)")
     d.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)
@@ -173,7 +174,8 @@ def _write_atomic(path: Path, write) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from qtts.demo import run_demo
 
-    return run_demo(Path(args.out), per_speaker=args.per_speaker, train_steps=args.train_steps)
+    return run_demo(Path(args.out), per_speaker=args.per_speaker, train_steps=args.train_steps,
+                    codec_steps=args.codec_steps)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ is already done, so a second ``make demo`` is quick.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60) -> int:
+def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 40) -> int:
     from data_prep.synthetic import generate_corpus
     from qtts.data.corpus import build_corpus, format_summary, summarize
     from qtts.data.validate import validate_manifest
@@ -23,35 +24,53 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60) -> int:
 
     out = Path(out).resolve()
     t0 = time.time()
-    _stage("1/5 synthetic multilingual corpus (espeak-ng, 10 languages, 3 voices each)")
+    _stage("1/6 synthetic multilingual corpus (espeak-ng, 10 languages, 3 voices each)")
     manifest = generate_corpus(out / "synthetic", utterances_per_speaker=per_speaker)
 
-    _stage("2/5 validate")
+    _stage("2/6 validate")
     report = validate_manifest(manifest, out / "validated")
     print(report.summary())
     if report.clean == 0:
         print("no usable rows", file=sys.stderr)
         return 1
 
-    _stage("3/5 Arrow corpus with tokenized text (built-in Qwen2 BPE)")
+    _stage("3/6 Arrow corpus with tokenized text (built-in Qwen2 BPE)")
     tokenizer = load_text_tokenizer()
     ds = build_corpus(out / "validated" / "clean.jsonl", out / "corpus",
                       encode_text=lambda text: target_ids(tokenizer, text).content)
     print(f"{len(ds)} rows → {out / 'corpus'}")
 
-    _stage("4/5 summary per language and speaker")
+    _stage("4/6 summary per language and speaker")
     print(format_summary(summarize(ds)))
 
     if train_steps > 0:
-        _stage(f"5/5 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)")
-        cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "experiment=speaker_encoder_demo",
-               f"data.corpus={out / 'corpus'}", f"run_root={out / 'runs'}", f"trainer.max_steps={train_steps}",
-               "trainer.accelerator=cpu"]
-        result = subprocess.run(cmd, cwd=REPO)
-        if result.returncode != 0:
-            return result.returncode
+        _stage(f"5/6 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)")
+        if _train("speaker_encoder_demo", out, f"trainer.max_steps={train_steps}"):
+            return 1
+    if codec_steps > 0:
+        _stage(f"6/6 tiny 12 Hz-architecture codec: GAN training ({codec_steps} optimizer steps), export, "
+               "encode → codes → decode")
+        if _train("codec_demo", out, f"trainer.max_steps={codec_steps}", "data.crop_seconds=0.5",
+                  "data.max_seconds_per_batch=2.0"):
+            return 1
+        export = max((out / "runs" / "codec_demo").glob("*/export"), key=lambda p: p.stat().st_mtime)
+        examples = sorted((out / "validated").glob("clean.jsonl"))
+        rows = [json.loads(line) for line in examples[0].read_text().splitlines()[:3]]
+        cli = [sys.executable, "-m", "qtts.cli", "codec"]
+        subprocess.run(cli + ["encode", "--model", str(export), "--out", str(out / "codes")] + [r["audio"] for r in rows],
+                       check=True)
+        codes = sorted((out / "codes").glob("*.npy"))
+        subprocess.run(cli + ["decode", "--model", str(export), "--out", str(out / "reconstructions")]
+                       + [str(c) for c in codes], check=True)
+        print(f"codes → {out / 'codes'}; reconstructed audio → {out / 'reconstructions'}; codec folder → {export}")
     print(f"\ndemo finished in {time.time() - t0:.0f} s; outputs under {out}")
     return 0
+
+
+def _train(experiment: str, out: Path, *overrides: str) -> int:
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"experiment={experiment}",
+           f"data.corpus={out / 'corpus'}", f"run_root={out / 'runs'}", "trainer.accelerator=cpu", *overrides]
+    return subprocess.run(cmd, cwd=REPO).returncode
 
 
 def _stage(title: str) -> None:

@@ -8,6 +8,7 @@ checkpoint; ``resume=PATH.ckpt`` continues from that file, in its run folder.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from pathlib import Path
@@ -46,7 +47,10 @@ def train(cfg: DictConfig) -> Path:
 
     datamodule = instantiate(cfg.data)
     model_config = instantiate(cfg.model, _convert_="all") if cfg.get("model") is not None else None
-    task = instantiate(cfg.task, model=model_config, _convert_="object", **datamodule.task_inputs())
+    task_cls = get_object(cfg.task._target_)
+    accepted = inspect.signature(task_cls).parameters
+    facts = {k: v for k, v in datamodule.task_inputs().items() if k in accepted}  # what this task asks for
+    task = instantiate(cfg.task, model=model_config, _convert_="object", **facts)
     trainer = build_trainer(cfg, run_dir)
     rank_zero_info(f"run folder: {run_dir}" + (f" (resuming from {ckpt})" if ckpt else ""))
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)

@@ -149,7 +149,11 @@ class CodecDecoder(nn.Module):
             raise ValueError(
                 f"codes must be (batch, {self.config.num_quantizers}, frames), got shape {tuple(codes.shape)}"
             )
-        x = self.pre_conv(self.quantizer.decode(codes))
+        return self.decode_latent(self.quantizer.decode(codes))
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Dequantised latent (B, codebook_dim, T) → waveform; training feeds the encoder's quantizer output here."""
+        x = self.pre_conv(latent)
         x = self.pre_transformer(x.transpose(1, 2)).transpose(1, 2)
         for transposed_conv, convnext in self.upsample:
             x = convnext(transposed_conv(x))

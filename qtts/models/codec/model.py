@@ -46,6 +46,10 @@ class CodecConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.encoder_config, dict):  # from Hydra / plain YAML
+            self.encoder_config = CodecEncoderConfig.from_dict(self.encoder_config)
+        if isinstance(self.decoder_config, dict):
+            self.decoder_config = CodecDecoderConfig.from_dict(self.decoder_config)
         if self.model_type != MODEL_TYPE:
             raise ValueError(f"model_type must be {MODEL_TYPE!r} (the 12 Hz tokenizer), got {self.model_type!r}")
         enc, dec = self.encoder_config, self.decoder_config

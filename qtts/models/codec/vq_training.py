@@ -51,12 +51,14 @@ class QuantizerOutput(NamedTuple):
     (B, n, T) with n the levels used this step; ``commitment_loss`` the mean over those levels of
     MSE(level input residual, its detached codeword); ``stats`` per-level tensors (n,) for logging:
     ``perplexity`` and ``usage`` (fraction of codewords hit) of this batch's codes, all ranks together
-    in training, and ``commitment`` (detached per-level losses)."""
+    in training, and ``commitment`` (detached per-level losses); ``semantic`` (B, hidden, T) the semantic
+    chain's part of ``quantized`` (what semantic distillation supervises)."""
 
     quantized: torch.Tensor
     codes: torch.Tensor
     commitment_loss: torch.Tensor
     stats: dict[str, torch.Tensor]
+    semantic: torch.Tensor
 
 
 def quantize(
@@ -89,9 +91,10 @@ def quantize(
     chains = [(quantizer.semantic_residual_vector_quantizer, quantizer.num_semantic)]
     if num_quantizers > quantizer.num_semantic:
         chains.append((quantizer.acoustic_residual_vector_quantizer, num_quantizers - quantizer.num_semantic))
-    quantized, codes, losses, counts = 0, [], [], []
+    quantized, codes, losses, counts, parts = 0, [], [], [], []
     for chain, levels in chains:
         out = _quantize_chain(chain, x, levels, config, generator, training)
+        parts.append(out[0])
         quantized = quantized + out[0]
         codes.append(out[1])
         losses += out[2]
@@ -103,7 +106,7 @@ def quantize(
     losses = torch.stack(losses)
     counts = torch.stack(counts)
     stats = {"perplexity": perplexity(counts), "usage": (counts > 0).float().mean(dim=1), "commitment": losses.detach()}
-    return QuantizerOutput(quantized, torch.cat(codes, dim=1), losses.mean(), stats)
+    return QuantizerOutput(quantized, torch.cat(codes, dim=1), losses.mean(), stats, parts[0])
 
 
 def draw_num_quantizers(
