@@ -6,7 +6,6 @@ is already done, so a second ``make demo`` is quick.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 40) -> int:
     from data_prep.synthetic import generate_corpus
+    from qtts.cli import main as cli
+    from qtts.data.manifest import read_manifest
     from qtts.data.corpus import build_corpus, format_summary, summarize
     from qtts.data.validate import validate_manifest
     from qtts.text.templates import target_ids
@@ -54,14 +55,11 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
                   "data.max_seconds_per_batch=2.0"):
             return 1
         export = max((out / "runs" / "codec_demo").glob("*/export"), key=lambda p: p.stat().st_mtime)
-        examples = sorted((out / "validated").glob("clean.jsonl"))
-        rows = [json.loads(line) for line in examples[0].read_text().splitlines()[:3]]
-        cli = [sys.executable, "-m", "qtts.cli", "codec"]
-        subprocess.run(cli + ["encode", "--model", str(export), "--out", str(out / "codes")] + [r["audio"] for r in rows],
-                       check=True)
-        codes = sorted((out / "codes").glob("*.npy"))
-        subprocess.run(cli + ["decode", "--model", str(export), "--out", str(out / "reconstructions")]
-                       + [str(c) for c in codes], check=True)
+        clips = [Path(row.audio) for row in read_manifest(out / "validated" / "clean.jsonl")[:3]]
+        if cli(["codec", "encode", "--model", str(export), "--out", str(out / "codes"), *map(str, clips)]) or \
+                cli(["codec", "decode", "--model", str(export), "--out", str(out / "reconstructions"),
+                     *(str(out / "codes" / f"{clip.stem}.npy") for clip in clips)]):
+            return 1
         print(f"codes → {out / 'codes'}; reconstructed audio → {out / 'reconstructions'}; codec folder → {export}")
     print(f"\ndemo finished in {time.time() - t0:.0f} s; outputs under {out}")
     return 0
