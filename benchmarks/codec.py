@@ -21,7 +21,7 @@ count. So this script
    * qtts streaming decode of all frames in ``--first-frames`` chunks (× real time): qwen-tts has
      no equivalent, shown for reference.
 
-Usage: .venv/bin/python benchmarks/codec.py [--seconds 5 --repeats 3 --threads 2 --dtype float32]
+Usage: .venv/bin/python benchmarks/codec.py [--seconds 5 --repeats 3 --threads 2 --dtype float32 --device cpu]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--first-frames", type=int, default=1, help="frames in the first streamed chunk")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (both sides run there)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -91,14 +92,14 @@ def build_folder(folder: str, seed: int) -> None:
     model.save_pretrained(folder)
 
 
-def load_models(folder: str, dtype: torch.dtype):
+def load_models(folder: str, dtype: torch.dtype, device: str):
     """(qtts tokenizer, qwen-tts tokenizer) from the same folder."""
     from qwen_tts.inference.qwen3_tts_tokenizer import Qwen3TTSTokenizer
 
-    ours = SpeechTokenizer.from_pretrained(folder).to(dtype)
+    ours = SpeechTokenizer.from_pretrained(folder).to(device=device, dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = Qwen3TTSTokenizer.from_pretrained(folder, dtype=dtype)
+        theirs = Qwen3TTSTokenizer.from_pretrained(folder, dtype=dtype, device_map=device)
     theirs.model.eval()
     return ours, theirs
 
@@ -113,16 +114,19 @@ def test_audio(seconds: float, seed: int) -> torch.Tensor:
 
 # --- one function per measured call: each returns its output so the checks use the timed path ---
 
+# Both sides start from CPU audio / codes and end with audio on the CPU, as a user's program does.
+
 def qtts_encode(ours, wav):
-    return ours.encode([wav.to(next(ours.parameters()).dtype)])[0]
+    parameter = next(ours.parameters())
+    return ours.encode([wav.to(parameter.device, parameter.dtype)])[0].cpu()
 
 
 def qwen_encode(theirs, wav):
-    return theirs.encode(wav.numpy(), sr=SAMPLE_RATE).audio_codes[0]
+    return theirs.encode(wav.numpy(), sr=SAMPLE_RATE).audio_codes[0].cpu()
 
 
 def qtts_decode(ours, codes):
-    return ours.decode([codes])[0].float()
+    return ours.decode([codes.to(next(ours.parameters()).device)])[0].float().cpu()
 
 
 def qwen_decode(theirs, codes):
@@ -132,7 +136,7 @@ def qwen_decode(theirs, codes):
 def qtts_first_chunk(ours, codes, frames):
     """A fresh stream, fed its first chunk: the time a streaming user waits for the first audio."""
     with ours.decoder.streaming():
-        return ours.decoder(codes[:frames].T[None])[0, 0].float()
+        return ours.decoder(codes[:frames].T[None].to(next(ours.parameters()).device))[0, 0].float().cpu()
 
 
 def qwen_first_chunk(theirs, codes, frames):
@@ -141,8 +145,8 @@ def qwen_first_chunk(theirs, codes, frames):
 
 
 def qtts_stream(ours, codes, frames):
-    chunks = [c.T[None] for c in codes.split(frames)]
-    return torch.cat([a[0, 0] for a in ours.decoder.decode_stream(chunks)]).float()
+    chunks = [c.T[None].to(next(ours.parameters()).device) for c in codes.split(frames)]
+    return torch.cat([a[0, 0].cpu() for a in ours.decoder.decode_stream(chunks)]).float()
 
 
 @dataclass
@@ -164,8 +168,12 @@ class Timings:
 
 
 def timed(fn, *args):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return out, time.perf_counter() - start
 
 
@@ -229,9 +237,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         build_folder(folder, args.seed)
-        ours, theirs = load_models(folder, dtype)
+        ours, theirs = load_models(folder, dtype, args.device)
         print(f"built and loaded both in {time.perf_counter() - start:.1f} s")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    print(f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads, {args.dtype}, "
           f"{args.seconds:g} s audio, {args.repeats} repeats (after 1 warm-up each), qtts and qwen-tts alternated")
 
     wav = test_audio(args.seconds, args.seed)

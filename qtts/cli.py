@@ -33,6 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rows-per-shard", type=int, default=50_000)
     b.set_defaults(func=_build)
 
+    x = data.add_parser("extract-codes", help="speech-codec codes of every manifest row as dataset shards "
+                        "(resumable; data parallel under `accelerate launch`)")
+    x.add_argument("manifest")
+    x.add_argument("codec", help="tokenizer folder, or a model folder with speech_tokenizer/")
+    x.add_argument("out_dir")
+    x.add_argument("--rows-per-shard", type=int, default=10_000)
+    x.add_argument("--max-seconds-per-batch", type=float, default=300.0, help="padded audio per encoder call")
+    x.add_argument("--min-duration", type=float, default=0.0)
+    x.add_argument("--max-duration", type=float, default=None)
+    x.add_argument("--num-workers", type=int, default=2, help="audio-decoding workers per process")
+    x.add_argument("--device", default=None, help="default: accelerate's device for this process")
+    x.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    x.add_argument("--alone", action="store_true",
+                   help="encode each clip by itself, unpadded (bit-identical to encoding it alone; slower)")
+    x.add_argument("--no-progress", action="store_true")
+    x.set_defaults(func=_extract_codes)
+
     s = data.add_parser("summary", help="utterances, minutes and speakers per language and speaker")
     s.add_argument("corpus", help="corpus folder or manifest")
     s.add_argument("--json", action="store_true")
@@ -88,6 +105,25 @@ def _build(args: argparse.Namespace) -> int:
         encode = lambda text: target_ids(tokenizer, text).content  # noqa: E731
     ds = build_corpus(args.manifest, args.out_dir, encode_text=encode, rows_per_shard=args.rows_per_shard)
     print(f"wrote {len(ds)} rows to {args.out_dir}")
+    return 0
+
+
+def _extract_codes(args: argparse.Namespace) -> int:
+    from qtts.data.extract_codes import ExtractConfig, extract_codes
+
+    cfg = ExtractConfig(rows_per_shard=args.rows_per_shard, max_seconds_per_batch=args.max_seconds_per_batch,
+                        min_duration=args.min_duration, max_duration=args.max_duration,
+                        num_workers=args.num_workers, device=args.device, dtype=args.dtype, alone=args.alone,
+                        progress=not args.no_progress)
+    info = extract_codes(args.manifest, args.codec, args.out_dir, cfg)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"{info['rows']} rows ({info['frames']} frames), {info['rejected']} rejected "
+              f"(see {Path(args.out_dir) / 'rejects.jsonl'}); wrote {args.out_dir}")
+    if info["rows"] == 0:
+        print("error: no row could be encoded", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 40) -> int:
+    import numpy as np
+
     from data_prep.synthetic import generate_corpus
     from qtts.cli import main as cli
-    from qtts.data.manifest import read_manifest
+    from qtts.data.extract_codes import open_codes
     from qtts.data.corpus import build_corpus, format_summary, summarize
     from qtts.data.validate import validate_manifest
     from qtts.text.templates import target_ids
@@ -50,17 +52,24 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
             return 1
     if codec_steps > 0:
         _stage(f"6/6 tiny 12 Hz-architecture codec: GAN training ({codec_steps} optimizer steps), export, "
-               "encode → codes → decode")
+               "code extraction over the corpus, reconstructions")
         if _train("codec_demo", out, f"trainer.max_steps={codec_steps}", "data.crop_seconds=0.5",
                   "data.max_seconds_per_batch=2.0"):
             return 1
         export = max((out / "runs" / "codec_demo").glob("*/export"), key=lambda p: p.stat().st_mtime)
-        clips = [Path(row.audio) for row in read_manifest(out / "validated" / "clean.jsonl")[:3]]
-        if cli(["codec", "encode", "--model", str(export), "--out", str(out / "codes"), *map(str, clips)]) or \
-                cli(["codec", "decode", "--model", str(export), "--out", str(out / "reconstructions"),
-                     *(str(out / "codes" / f"{clip.stem}.npy") for clip in clips)]):
+        codes_dir = out / "codes"
+        if cli(["data", "extract-codes", str(out / "validated" / "clean.jsonl"), str(export), str(codes_dir),
+                "--num-workers", "0", "--no-progress"]):
             return 1
-        print(f"codes → {out / 'codes'}; reconstructed audio → {out / 'reconstructions'}; codec folder → {export}")
+        examples = out / "reconstructions"
+        examples.mkdir(parents=True, exist_ok=True)
+        rows = open_codes(codes_dir).with_format("numpy").select(range(3))
+        for row in rows:
+            np.save(examples / f"{row['id']}.npy", row["codes"].astype(np.int64))
+        if cli(["codec", "decode", "--model", str(export), "--out", str(examples),
+                *(str(examples / f"{row['id']}.npy") for row in rows)]):
+            return 1
+        print(f"codes (HF dataset) → {codes_dir}; reconstructed examples → {examples}; codec folder → {export}")
     print(f"\ndemo finished in {time.time() - t0:.0f} s; outputs under {out}")
     return 0
 

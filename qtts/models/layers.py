@@ -341,6 +341,8 @@ class CausalConvTranspose1d(StreamingModule):
     start), whose overhang completes this chunk's first outputs, and drops the outputs they own.
     """
 
+    SMALL_INPUT = 16  # batch × frames up to which the CPU overlap-add path is used (see _transposed_conv)
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True):
         super().__init__()
         if kernel_size < stride:
@@ -353,10 +355,24 @@ class CausalConvTranspose1d(StreamingModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[-1]
         if not self.streaming:
-            return self.conv(x)[..., : length * self.stride]
+            return self._transposed_conv(x)[..., : length * self.stride]
         if self.stream_state is None:
             self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.context)
         x = torch.cat((self.stream_state, x), dim=-1)
         self.stream_state = x[..., x.shape[-1] - self.context:]
         skip = self.context * self.stride
-        return self.conv(x)[..., skip: skip + length * self.stride]
+        return self._transposed_conv(x)[..., skip: skip + length * self.stride]
+
+    def _transposed_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """On CPU, inputs of a few frames (streaming chunks) miss oneDNN and fall to ATen's
+        ``slow_conv_transpose``, whose fixed cost dominates (~190 ms for the released 1536→768 layer at two
+        frames). There it is computed as one matmul and an overlap-add (``F.fold``): same result, 3–7× faster.
+        """
+        if x.device.type != "cpu" or x.shape[0] * x.shape[-1] > self.SMALL_INPUT:
+            return self.conv(x)
+        weight, (batch, channels, length) = self.conv.weight, x.shape
+        out_channels, kernel = weight.shape[1], weight.shape[2]
+        columns = torch.matmul(x.transpose(1, 2), weight.reshape(channels, out_channels * kernel)).transpose(1, 2)
+        y = F.fold(columns, output_size=(1, (length - 1) * self.stride + kernel), kernel_size=(1, kernel),
+                   stride=(1, self.stride)).squeeze(2)
+        return y if self.conv.bias is None else y + self.conv.bias[:, None]

@@ -3,7 +3,8 @@
 The generator is the released ``SpeechTokenizer`` (encoder → split RVQ → decoder); the codebooks learn
 by EMA (``vq_training``), everything else by gradients. Losses: multi-scale mel L1, adversarial
 (multi-period + multi-band STFT discriminators), feature matching, commitment and, when a teacher
-is given, distillation of the semantic codebook toward the teacher's features. The first
+is given, distillation of the semantic codebook toward the teacher's features (e.g. a local WavLM through
+``qtts.models.codec.teacher.SpeechTeacher``; the frozen teacher is kept out of checkpoints and exports). The first
 ``gan_warmup_steps`` generator steps train on reconstruction only; then the discriminator steps every
 ``disc_every`` generator steps. Lightning's ``max_steps`` counts the steps of both optimizers.
 Decoder-only mode freezes encoder and quantizer, so codes stay exactly those of the starting codec.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +29,7 @@ from qtts.models.codec.vq_training import VQTrainingConfig, decoder_quantizer_st
 from qtts.tasks.codec_losses import (
     CodecLossWeights, MultiScaleMelLoss, adversarial_losses, assemble_generator_loss, feature_matching_loss,
 )
+from qtts.tasks.codec_metrics import perceptual_metrics, si_sdr
 from qtts.training.media import log_audio
 from qtts.training.schedules import warmup_cosine
 
@@ -39,15 +43,15 @@ class CodecTask(L.LightningModule):
                  gan_warmup_steps: int = 0, disc_every: int = 1, lr: float = 3e-4, disc_lr: float = 3e-4,
                  betas: tuple[float, float] = (0.8, 0.99), warmup_steps: int = 0, grad_clip: float = 1000.0,
                  disc_grad_clip: float = 10.0, teacher: Any = None, teacher_dim: int | None = None,
-                 log_media: bool = True):
+                 log_media: bool = True, seed: int = 0):
         super().__init__()
         config = model if isinstance(model, CodecConfig) else CodecConfig.from_dict(model)
         if mode != "scratch" and not init_from:
             raise ValueError(f"mode={mode!r} needs init_from: a released tokenizer folder or a qtts export")
-        if (teacher is None) != (teacher_dim is None):
-            raise ValueError("teacher and teacher_dim go together (the teacher's feature width)")
+        teacher_dim = _teacher_dim(teacher, teacher_dim)
         self.save_hyperparameters(ignore=["model", "teacher"])
         self.hparams["model"] = config.to_dict()  # plain data: checkpoints load with weights_only=True
+        self.hparams["teacher_dim"] = teacher_dim
         self.automatic_optimization = False
         # Generator steps taken (Lightning's global_step counts both optimizers' steps); saved, so warm-up and
         # the discriminator period continue exactly after a resume.
@@ -70,17 +74,36 @@ class CodecTask(L.LightningModule):
         if teacher is not None:
             teacher.requires_grad_(False)
             self.semantic_projection = nn.Linear(self.config.encoder_config.hidden_size, teacher_dim)
+        # The teacher is frozen and reloads from its own folder, so checkpoints leave it out (WavLM-large alone
+        # is 1.2 GB) and loading fills its keys from the current teacher: resume needs no teacher weights.
+        self.register_state_dict_post_hook(_drop_teacher_keys)
+        self.register_load_state_dict_pre_hook(_fill_teacher_keys)
+
+    def setup(self, stage: str) -> None:
+        """Under DDP, each backward here leaves one network unused (the discriminator step has a detached
+        generator output; the generator step a frozen discriminator), which DDP accepts only when it looks
+        for unused parameters. Runs before Lightning wraps the model, so set that here rather than make
+        every codec run remember a strategy flag."""
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if isinstance(strategy, DDPStrategy) and isinstance(ddp_kwargs, dict):
+            if not ddp_kwargs.get("find_unused_parameters"):
+                rank_zero_info("CodecTask: DDP find_unused_parameters=True (GAN steps leave a network unused)")
+            ddp_kwargs["find_unused_parameters"] = True
 
     # -- generator ----------------------------------------------------------------------------------
     def reconstruct(self, wav: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """wav (B, 1, S) → reconstruction (B, 1, S) and the quantizer output."""
         encoder = self.codec.encoder
+        # Quantizer dropout, k-means seeds and code restarts draw from a generator seeded by (seed, step), not
+        # the global RNG, which data loading also draws from: a resumed run makes the same draws.
+        generator = torch.Generator().manual_seed(hash((self.hparams.seed, int(self.generator_steps))) % 2**62)
         if self.hparams.mode == "decoder_only":
             encoder.eval()
             with torch.no_grad():
-                out = quantize(encoder.quantizer, encoder.encode_latent(wav), self.num_quantizers, self.vq)
+                out = quantize(encoder.quantizer, encoder.encode_latent(wav), self.num_quantizers, self.vq, generator)
         else:
-            out = quantize(encoder.quantizer, encoder.encode_latent(wav), self.num_quantizers, self.vq)
+            out = quantize(encoder.quantizer, encoder.encode_latent(wav), self.num_quantizers, self.vq, generator)
         fake = self.codec.decoder.decode_latent(out.quantized)[..., : wav.shape[-1]]
         return fake, out
 
@@ -148,6 +171,8 @@ class CodecTask(L.LightningModule):
         self.log("val/mel_distance", (self.mel(fake[:, 0]) - self.mel(real[:, 0])).abs().mean(), sync_dist=True,
                  batch_size=n)
         self.log("val/si_sdr", si_sdr(fake[:, 0], real[:, 0]).mean(), sync_dist=True, batch_size=n)
+        for name, value in perceptual_metrics(fake[:, 0], real[:, 0], self.config.output_sample_rate).items():
+            self.log(f"val/{name}", value, sync_dist=True, batch_size=n)
         for name in ("perplexity", "usage"):
             for level, value in enumerate(out.stats[name].tolist()):
                 self.log(f"val/{name}_{level:02d}", value, sync_dist=True, batch_size=n)
@@ -188,11 +213,27 @@ class CodecTask(L.LightningModule):
         return wav[..., :usable]
 
 
-def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant SDR in dB per item (B, T)."""
-    reference = reference - reference.mean(-1, keepdim=True)
-    estimate = estimate - estimate.mean(-1, keepdim=True)
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * reference
-    noise = estimate - target
-    return 10 * torch.log10(target.pow(2).sum(-1) / (noise.pow(2).sum(-1) + eps) + eps)
+def _teacher_dim(teacher: nn.Module | None, teacher_dim: int | None) -> int | None:
+    """The teacher's feature width: given, or the teacher's ``dim`` (``SpeechTeacher`` has one)."""
+    if teacher is None:
+        if teacher_dim is not None:
+            raise ValueError("teacher_dim is set but there is no teacher")
+        return None
+    dim = getattr(teacher, "dim", None)
+    if teacher_dim is None and dim is None:
+        raise ValueError(f"teacher {type(teacher).__name__} has no `dim` attribute: set teacher_dim "
+                         "(the width of its features)")
+    if teacher_dim is not None and dim is not None and int(dim) != teacher_dim:
+        raise ValueError(f"teacher_dim={teacher_dim} but the teacher's features are {dim} wide")
+    return int(teacher_dim if teacher_dim is not None else dim)
+
+
+def _drop_teacher_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "teacher.")]:
+        del state_dict[key]
+
+
+def _fill_teacher_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    if module.teacher is not None:
+        for key, value in module.teacher.state_dict(prefix=prefix + "teacher.").items():
+            state_dict.setdefault(key, value)

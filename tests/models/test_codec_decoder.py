@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qtts.models.codec import CodecDecoder, CodecDecoderConfig
-from qtts.models.layers import CausalConv1d, streaming
+from qtts.models.layers import CausalConv1d, CausalConvTranspose1d, streaming
 
 modeling = pytest.importorskip("qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2")
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2")
@@ -147,6 +147,25 @@ def test_causal_conv_matches_qwen_tts_and_streams(kernel_size, stride, dilation)
             streamed = torch.cat([ours(chunk) for chunk in x.split([1, 5, 2, 7, 9], dim=-1)], dim=-1)
     assert streamed.shape[-1] == 24 // stride
     assert torch.allclose(streamed, full[..., : streamed.shape[-1]], atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(16, 8), (2, 2), (6, 3), (3, 1)])
+def test_transposed_conv_small_input_path_matches_aten(kernel_size, stride):
+    """The CPU overlap-add path for few-frame inputs gives ConvTranspose1d's result at every size around the
+    switch-over, with and without bias, and streams to the same frames."""
+    for bias in (True, False):
+        ours = CausalConvTranspose1d(6, 4, kernel_size, stride, bias=bias).double()
+        x = torch.randn(2, 6, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            for batch in (1, 2):
+                for length in range(1, 20):
+                    xi = x[:batch, :, :length]
+                    expected = ours.conv(xi)[..., : length * stride]
+                    assert torch.allclose(ours(xi), expected, atol=1e-12), (batch, length)
+            full = ours(x)
+            with streaming(ours):
+                streamed = torch.cat([ours(chunk) for chunk in x.split([1, 2, 9, 3, 5], dim=-1)], dim=-1)
+        assert torch.allclose(streamed, full, atol=1e-12)
 
 
 def test_released_size_has_the_released_keys():

@@ -42,3 +42,84 @@ def test_tiny_codec_trains_and_exports(tiny_corpus, tmp_path):
     official = qwen.Qwen3TTSTokenizer.from_pretrained(str(export))
     encoded = official.encode(wav.numpy(), sr=24000)
     assert torch.equal(encoded.audio_codes[0].cpu(), codes)
+
+
+def test_two_process_ddp_keeps_codebooks_identical(tiny_corpus, tmp_path):
+    """2-process DDP (gloo on CPU) through scripts/train.py, across the GAN warm-up boundary: every rank ends
+    with the same codebooks (EMA statistics are all-reduced), the same weights and the same step count."""
+    states = tmp_path / "states"
+    args = TRAIN + [
+        "experiment=codec_demo", f"data.corpus={tiny_corpus}", f"run_root={tmp_path}", "trainer=ddp",
+        "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=10", "task.gan_warmup_steps=4",
+        "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000", "trainer.enable_progress_bar=false",
+        "data.num_workers=0", "data.crop_seconds=0.5", "data.max_seconds_per_batch=2.0",
+        "checkpoint.every_n_steps=1000",
+        f"+callbacks.rank_state={{_target_: tests.helpers.state.SaveRankState, folder: {states}}}",
+    ]
+    env = subprocess_env() | {"PYTHONPATH": str(REPO)}
+    result = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0, rank1 = (torch.load(states / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    codebooks = [k for k in rank0 if "quantizer" in k and k.startswith("codec.encoder.")
+                 and k.endswith(("embed_sum", "cluster_usage"))]
+    assert codebooks
+    trained = 0
+    for key in codebooks:
+        assert torch.equal(rank0[key], rank1[key]), key
+        trained += bool(rank0[key].ne(1.0 if key.endswith("cluster_usage") else 0.0).any())  # left the reset state
+    assert trained >= len(codebooks) // 2  # the codebooks did train (levels beyond dropout may not have)
+    for key in rank0:
+        assert torch.allclose(rank0[key].float(), rank1[key].float(), atol=1e-6), key
+    assert int(rank0["generator_steps"]) == int(rank1["generator_steps"]) == 4 + 3  # 4 warm-up + 3 GAN steps
+
+
+
+def codec_step_losses(run_dir) -> dict[int, tuple[float, ...]]:
+    """Per logged step: the generator's mel loss and, once the GAN runs, the discriminator loss."""
+    losses = {}
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            if row.get("train/mel"):
+                losses[int(row["step"])] = tuple(float(row[k]) for k in ("train/mel", "train/disc_loss") if row.get(k))
+    return losses
+
+
+def test_sigterm_then_resume_continues_the_gan_exactly(tiny_corpus, tmp_path):
+    """Killed mid-run just after the GAN phase began, resumed: generator and discriminator, both optimizers,
+    the EMA codebooks, the generator-step counter and the RNG continue, so every logged loss equals the
+    uninterrupted run's."""
+    env = subprocess_env() | {"PYTHONPATH": str(REPO)}
+
+    def args(root, name):
+        return TRAIN + [
+            "experiment=codec_demo", f"experiment_name={name}", f"data.corpus={tiny_corpus}", f"run_root={root}",
+            "trainer.accelerator=cpu", "trainer.max_steps=13", "task.gan_warmup_steps=3",
+            "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000",
+            "trainer.enable_progress_bar=false", "data.num_workers=0", "data.crop_seconds=0.5",
+            "data.max_seconds_per_batch=2.0", "checkpoint.every_n_steps=1000",
+        ]
+
+    straight = subprocess.run(args(tmp_path, "straight"), env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+    assert straight.returncode == 0, straight.stdout[-3000:] + straight.stderr[-3000:]
+    reference = codec_step_losses(only_run(tmp_path, "straight"))
+
+    # Lightning's global step counts both optimizers: 3 warm-up batches (1 step each), then 2 per batch.
+    killed = subprocess.run(args(tmp_path, "killed") + ["+callbacks.kill._target_=tests.helpers.signals.SigtermDuringStep",
+                                                        "+callbacks.kill.step=5"],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    run_dir = only_run(tmp_path, "killed")
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 7, (killed.stdout + killed.stderr)[-3000:]  # the batch in flight finished
+    assert int(last["state_dict"]["generator_steps"]) == 5
+    assert any(k.startswith("discriminator.") for k in last["state_dict"]) and len(last["optimizer_states"]) == 2
+
+    resumed = subprocess.run(args(tmp_path, "killed") + ["resume=auto"], env=env, cwd=REPO, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    continued = codec_step_losses(run_dir)
+    assert sorted(continued) == sorted(reference) and len(reference) >= 6
+    assert any(len(v) == 2 for v in reference.values())  # the discriminator ran
+    for step, values in reference.items():
+        assert continued[step] == pytest.approx(values, rel=1e-4, abs=1e-5), (step, continued, reference)

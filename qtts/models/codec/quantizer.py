@@ -27,8 +27,10 @@ class Codebook(nn.Module):
         return self.embedding_sum / self.cluster_usage.clamp(min=self.eps)[:, None]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, T) → vectors (B, T, dim)."""
-        return F.embedding(codes, self.codewords)
+        """codes (B, T) → vectors (B, T, dim). Divides only the rows looked up, not the whole table: the same
+        numbers, but a streamed frame no longer pays for 2048 codewords per level."""
+        usage = F.embedding(codes, self.cluster_usage[:, None]).clamp(min=self.eps)
+        return F.embedding(codes, self.embedding_sum) / usage
 
 
 class VectorQuantizer(nn.Module):
