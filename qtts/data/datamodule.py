@@ -1,80 +1,87 @@
-"""Lightning data module for waveform tasks: corpus → split → duration-bucketed, resumable loaders."""
+"""Lightning data modules: corpus → stable split → length-bucketed, resumable loaders.
+
+``SplitDataModule`` holds what every task's data shares (the hash split, the sampler and its mid-epoch
+resume state); ``AudioDataModule`` serves waveform crops (speaker encoder, codec), ``TalkerDataModule``
+dual-track sequences from extracted codes (the talker).
+"""
 
 from __future__ import annotations
 
+import functools
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from qtts.audio.io import SAMPLE_RATE
 from qtts.data.audio_dataset import AudioCorpus, collate_audio
 from qtts.data.corpus import open_corpus
 from qtts.data.sampler import DurationBatchSampler
+from qtts.data.talker_dataset import TalkerCorpus, collate_talker
 
 
-class AudioDataModule(L.LightningDataModule):
-    """Waveform crops with speaker/language labels from a corpus folder (or a clean JSONL manifest).
+class SplitDataModule(L.LightningDataModule):
+    """The validation split takes ``val_fraction`` of the rows by a hash of their id, so it is stable across
+    runs and machines. A batch holds at most ``budget`` padded length units (``lengths`` of the items).
+    Subclasses say how to open the rows (``open_rows``), make a dataset of a split (``make_dataset``), measure
+    its items (``lengths``) and collate them (``collate``)."""
 
-    The validation split takes ``val_fraction`` of the utterances by a hash of their id, so it is
-    stable across runs and machines. Batches hold at most ``max_seconds_per_batch`` of padded audio.
-    """
-
-    TASK_INPUTS = ("num_speakers", "num_languages")
-
-    def __init__(self, corpus: str, val_fraction: float = 0.1, sample_rate: int = SAMPLE_RATE,
-                 crop_seconds: float | None = 3.0, max_seconds_per_batch: float = 24.0,
-                 max_batch_size: int | None = None, num_buckets: int = 10, num_workers: int = 2, seed: int = 0,
-                 loudness_lufs: float | None = None):
+    def __init__(self, val_fraction: float, budget: float, max_batch_size: int | None, num_buckets: int,
+                 num_workers: int, seed: int):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        self.corpus = corpus
         self.val_fraction = val_fraction
-        self.sample_rate = sample_rate
-        self.crop_seconds = crop_seconds
-        self.max_seconds_per_batch = max_seconds_per_batch
+        self.budget = budget
         self.max_batch_size = max_batch_size
         self.num_buckets = num_buckets
         self.num_workers = num_workers
         self.seed = seed
-        self.loudness_lufs = loudness_lufs
-        self.train_set: AudioCorpus | None = None
-        self.val_set: AudioCorpus | None = None
+        self.train_set: Any = None
+        self.val_set: Any = None
         self._resume: dict[str, int] | None = None
+
+    def open_rows(self) -> Any:
+        raise NotImplementedError
+
+    def make_dataset(self, rows: Any) -> Dataset:
+        raise NotImplementedError
+
+    def lengths(self, dataset: Any) -> list[float]:
+        raise NotImplementedError
+
+    def collate(self) -> Callable[[list], Any]:
+        raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        ds = open_corpus(self.corpus)
-        speakers = sorted(set(ds["speaker"]))
-        languages = sorted(set(ds["language"]))
+        ds = self.open_rows()
         is_val = [zlib.crc32(i.encode()) % 10_000 < self.val_fraction * 10_000 for i in ds["id"]]
         train_idx = [i for i, v in enumerate(is_val) if not v]
         val_idx = [i for i, v in enumerate(is_val) if v]
         if not train_idx:
-            raise ValueError(f"{self.corpus}: no training utterances left after the validation split")
-        common = dict(sample_rate=self.sample_rate, crop_seconds=self.crop_seconds, speakers=speakers,
-                      languages=languages, loudness_lufs=self.loudness_lufs)
-        self.train_set = AudioCorpus(ds.select(train_idx), **common)
-        self.val_set = AudioCorpus(ds.select(val_idx), **common) if val_idx else None
+            raise ValueError(f"{self.source}: no training rows left after the validation split")
+        self.train_set = self.make_dataset(ds.select(train_idx))
+        self.val_set = self.make_dataset(ds.select(val_idx)) if val_idx else None
 
     def task_inputs(self) -> dict[str, Any]:
-        """What a task needs to know about the data to build its heads."""
-        self.setup()
-        return {"num_speakers": len(self.train_set.speakers), "num_languages": len(self.train_set.languages)}
+        """What a task needs to know about the data to build its heads (names in ``TASK_INPUTS``)."""
+        return {}
 
-    def _loader(self, dataset: AudioCorpus, shuffle: bool) -> DataLoader:
-        cap = self.crop_seconds or float("inf")
-        lengths = [min(d, cap) for d in dataset.rows["duration"]]
-        sampler = DurationBatchSampler(lengths, self.max_seconds_per_batch, self.max_batch_size, self.num_buckets,
+    @property
+    def source(self) -> str:
+        return str(getattr(self, "corpus", type(self).__name__))
+
+    def _loader(self, dataset: Any, shuffle: bool) -> DataLoader:
+        sampler = DurationBatchSampler(self.lengths(dataset), self.budget, self.max_batch_size, self.num_buckets,
                                        shuffle=shuffle, seed=self.seed)
         if shuffle and self._resume is not None:
             sampler.epoch = self._resume["epoch"]
             sampler.skip_batches = self._resume["batches_done"]
             self._resume = None
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_audio, num_workers=self.num_workers,
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate(), num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=False)
 
     def train_dataloader(self) -> DataLoader:
@@ -96,3 +103,95 @@ class AudioDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state:
             self._resume = dict(state)
+
+
+class AudioDataModule(SplitDataModule):
+    """Waveform crops with speaker/language labels from a corpus folder (or a clean JSONL manifest).
+    Batches hold at most ``max_seconds_per_batch`` of padded audio."""
+
+    TASK_INPUTS = ("num_speakers", "num_languages")
+
+    def __init__(self, corpus: str, val_fraction: float = 0.1, sample_rate: int = SAMPLE_RATE,
+                 crop_seconds: float | None = 3.0, max_seconds_per_batch: float = 24.0,
+                 max_batch_size: int | None = None, num_buckets: int = 10, num_workers: int = 2, seed: int = 0,
+                 loudness_lufs: float | None = None):
+        super().__init__(val_fraction, max_seconds_per_batch, max_batch_size, num_buckets, num_workers, seed)
+        self.corpus = corpus
+        self.sample_rate = sample_rate
+        self.crop_seconds = crop_seconds
+        self.max_seconds_per_batch = max_seconds_per_batch
+        self.loudness_lufs = loudness_lufs
+        self._speakers: list[str] = []
+        self._languages: list[str] = []
+
+    def open_rows(self) -> Any:
+        ds = open_corpus(self.corpus)
+        self._speakers, self._languages = sorted(set(ds["speaker"])), sorted(set(ds["language"]))
+        return ds
+
+    def make_dataset(self, rows: Any) -> AudioCorpus:
+        return AudioCorpus(rows, sample_rate=self.sample_rate, crop_seconds=self.crop_seconds,
+                           speakers=self._speakers, languages=self._languages, loudness_lufs=self.loudness_lufs)
+
+    def lengths(self, dataset: AudioCorpus) -> list[float]:
+        cap = self.crop_seconds or float("inf")
+        return [min(d, cap) for d in dataset.rows["duration"]]
+
+    def collate(self) -> Callable[[list], Any]:
+        return collate_audio
+
+    def task_inputs(self) -> dict[str, Any]:
+        self.setup()
+        return {"num_speakers": len(self.train_set.speakers), "num_languages": len(self.train_set.languages)}
+
+
+class TalkerDataModule(SplitDataModule):
+    """Talker training examples from a ``qtts data extract-codes`` folder.
+
+    max_tokens_per_batch: positions per batch (padded: longest × batch size; packed: rows × pack_length).
+    pack_length: pack several utterances per row, up to this many positions, attention kept inside each
+        utterance (None: one utterance per row, right-padded).
+    max_length: drop examples longer than this (the stage's context: 8192 in S1/S2, 32768 in S3).
+    xvector: reserve the x-vector slot and load reference clips: must be on for Base models (with a speaker
+        encoder) and off for CustomVoice / VoiceDesign ones.
+    tokenizer: a model folder with the text tokenizer (None: the built-in Qwen2 BPE).
+    The remaining options are ``TalkerCorpus``'s.
+    """
+
+    def __init__(self, codes: str, tokenizer: str | None = None, val_fraction: float = 0.05,
+                 max_tokens_per_batch: int = 16_384, pack_length: int | None = None, max_length: int = 8192,
+                 xvector: bool = True, reference: str = "self", reference_seconds: float = 6.0,
+                 auto_language_prob: float = 0.2, streaming_prob: float = 0.0, max_batch_size: int | None = None,
+                 num_buckets: int = 10, num_workers: int = 2, seed: int = 0):
+        super().__init__(val_fraction, max_tokens_per_batch, max_batch_size, num_buckets, num_workers, seed)
+        if pack_length is not None and pack_length > max_tokens_per_batch:
+            raise ValueError(f"pack_length {pack_length} exceeds max_tokens_per_batch {max_tokens_per_batch}")
+        self.corpus = codes
+        self.tokenizer_folder = tokenizer
+        self.pack_length, self.max_length = pack_length, max_length
+        self.options = dict(xvector=xvector, reference=reference, reference_seconds=reference_seconds,
+                            auto_language_prob=auto_language_prob, streaming_prob=streaming_prob)
+        self.dropped = 0
+
+    def open_rows(self) -> Any:
+        from qtts.data.extract_codes import open_codes
+
+        return open_codes(self.corpus).with_format("numpy", columns=["codes"], output_all_columns=True)
+
+    def make_dataset(self, rows: Any) -> TalkerCorpus:
+        from qtts.text.tokenizer import load_text_tokenizer
+
+        dataset = TalkerCorpus(rows, load_text_tokenizer(self.tokenizer_folder), **self.options)
+        keep = [i for i, n in enumerate(dataset.lengths()) if n <= self.max_length]
+        if len(keep) < len(dataset):
+            self.dropped += len(dataset) - len(keep)
+            dataset = TalkerCorpus(rows.select(keep), load_text_tokenizer(self.tokenizer_folder), **self.options)
+        return dataset
+
+    def lengths(self, dataset: TalkerCorpus) -> list[float]:
+        # Packed or not, a batch's positions are at most longest × count ≤ max_tokens_per_batch; packing then
+        # fills rows of pack_length, about max_tokens_per_batch / pack_length of them.
+        return dataset.lengths()
+
+    def collate(self) -> Callable[[list], Any]:
+        return functools.partial(collate_talker, pack_length=self.pack_length)

@@ -34,14 +34,31 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables of rotate-half RoPE for given positions (float32; ``inv_freq`` is not saved)."""
+    """cos/sin tables of rotate-half RoPE for given positions (float32; ``inv_freq`` is not saved).
+
+    ``inv_freq`` is computed on the CPU and recomputed after every ``.to()`` / ``.to_empty()``: it stays
+    float32 through ``model.to(torch.bfloat16)`` (rounded frequencies would shift the angles of far positions;
+    transformers keeps them in float32 too), and a model built on the ``meta`` device keeps real tables
+    (they are never saved, so ``load_state_dict(assign=True)`` would not fill them).
+    """
 
     def __init__(self, head_dim: int, theta: float = 10_000.0):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary head_dim must be even, got {head_dim}")
-        exponents = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
-        self.register_buffer("inv_freq", 1.0 / theta**exponents, persistent=False)
+        self.head_dim, self.theta = head_dim, theta
+        device = torch.get_default_device()
+        device = torch.device("cpu") if device.type == "meta" else device
+        self.register_buffer("inv_freq", self._frequencies().to(device), persistent=False)
+
+    def _frequencies(self) -> torch.Tensor:
+        exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device="cpu").float() / self.head_dim
+        return 1.0 / self.theta**exponents
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        self.inv_freq = self._frequencies().to(self.inv_freq.device)
+        return self
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """positions (T,) or (B, T) → cos, sin of shape (..., T, head_dim)."""
@@ -95,11 +112,45 @@ def causal_mask(query_positions: torch.Tensor, key_positions: torch.Tensor, wind
     return allowed
 
 
+def attention_mask(
+    key_padding: torch.Tensor | None = None, document_ids: torch.Tensor | None = None, queries: int | None = None
+) -> torch.Tensor | None:
+    """Bool mask (B, 1, T, keys) for ``Attention(mask=…)``, True where a query may attend (causality is
+    added by the attention itself).
+
+    ``key_padding`` (B, keys): 1/True for real positions, 0 for padding (left-padded batches; with a KV
+    cache it covers the cached positions too). ``document_ids`` (B, keys): packed sequences; a query only
+    sees keys of its own document. Queries are the last ``queries`` keys (default: all).
+    """
+    if key_padding is None and document_ids is None:
+        return None
+    keys = (key_padding if key_padding is not None else document_ids).shape[-1]
+    queries = keys if queries is None else queries
+    mask = None
+    if key_padding is not None:
+        mask = key_padding.bool()[:, None, None, :]
+    if document_ids is not None:
+        same = document_ids[:, keys - queries:, None] == document_ids[:, None, :]
+        mask = same[:, None] if mask is None else mask & same[:, None]
+    return mask
+
+
+def document_positions(document_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) document ids of packed rows → positions that restart at 0 where the id changes."""
+    index = torch.arange(document_ids.shape[-1], device=document_ids.device).expand_as(document_ids)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    return index - torch.where(starts, index, torch.zeros_like(index)).cummax(dim=-1).values
+
+
 class Attention(nn.Module):
     """Causal multi-head attention with RoPE, grouped KV heads, optional QK-norm and sliding window.
 
-    ``forward(x, cos, sin, cache)``: with a ``KVCache`` the call continues the sequence the cache has
-    seen (cos/sin must then be for positions ``cache.length …``).
+    ``forward(x, cos, sin, cache, mask)``: with a ``KVCache`` the call continues the sequence the cache has
+    seen (cos/sin must then be for positions ``cache.length …``). ``mask`` (bool, broadcastable to
+    (B, 1, T, keys), True = may attend; see ``attention_mask``) further restricts the causal mask, for
+    padded batches and packed sequences. A query always sees its own key, so a fully padded row stays
+    finite (a NaN there would leak into valid rows through 0 · NaN in later layers).
     """
 
     def __init__(
@@ -131,7 +182,8 @@ class Attention(nn.Module):
             self.q_norm = self.k_norm = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
         q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim)
@@ -147,12 +199,16 @@ class Attention(nn.Module):
             start = cache.length
             keep = None if self.sliding_window is None else self.sliding_window - 1
             k, v = cache.update(k, v, keep)
-        query_positions = torch.arange(start, start + length, device=x.device)
-        key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
-        mask = causal_mask(query_positions, key_positions, self.sliding_window)
+        allowed = None  # plain causal attention: SDPA's is_causal path (flash kernels on GPU)
+        if mask is not None or self.sliding_window is not None or k.shape[2] != length:
+            query_positions = torch.arange(start, start + length, device=x.device)
+            key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
+            allowed = causal_mask(query_positions, key_positions, self.sliding_window)
+            if mask is not None:
+                allowed = allowed & (mask | (query_positions[:, None] == key_positions[None, :]))
 
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0, is_causal=allowed is None,
             enable_gqa=self.num_heads != self.num_kv_heads,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
@@ -185,7 +241,7 @@ class LayerScale(nn.Module):
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``x + ls(attn(norm(x)))`` then ``x + ls(mlp(norm(x)))``; LayerScale only when
-    ``layer_scale`` is given (the codec has it, the Qwen3 talker does not)."""
+    ``layer_scale`` is given (the codec has it, the Qwen3 talker does not). ``mask``: see ``Attention``."""
 
     def __init__(
         self,
@@ -215,9 +271,10 @@ class TransformerBlock(nn.Module):
             self.self_attn_layer_scale = self.mlp_layer_scale = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        h = self.self_attn(self.input_layernorm(x), cos, sin, cache)
+        h = self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
         x = x + (h if self.self_attn_layer_scale is None else self.self_attn_layer_scale(h))
         h = self.mlp(self.post_attention_layernorm(x))
         return x + (h if self.mlp_layer_scale is None else self.mlp_layer_scale(h))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -21,31 +20,10 @@ from qtts.data.extract_codes import ExtractConfig, extract_codes, open_codes
 from qtts.data.manifest import read_manifest
 from qtts.models.codec.model import CodecConfig, SpeechTokenizer
 from tests.conftest import REPO, subprocess_env
+from tests.helpers.codec import randomize_encoder
 
 FAST = dict(rows_per_shard=7, max_seconds_per_batch=30.0, num_workers=0, progress=False)
 BAD = {"missing", "empty", "no-text"}
-
-
-def randomize_encoder(model: torch.nn.Module, seed: int = 0) -> None:
-    """O(1) activations and spread codewords, so the codes vary (as tests/models/test_codec_encoder.py does;
-    copied because that module needs qwen-tts)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".scale") or "norm.weight" in name:
-                p.copy_(0.5 + torch.rand(p.shape, generator=gen))
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
-        for name, buffer in model.named_buffers():
-            if name.endswith("cluster_usage"):
-                buffer.copy_(torch.rand(buffer.shape, generator=gen) * 2 + 0.1)
-            elif name.endswith("embed_sum"):
-                usage = model.get_buffer(name.replace("embed_sum", "cluster_usage")).clamp(min=1e-5)
-                buffer.copy_(torch.randn(buffer.shape, generator=gen) * 2 * usage[:, None])
-            elif name.endswith("initialized"):
-                buffer.fill_(1.0)
 
 
 @pytest.fixture(scope="module")

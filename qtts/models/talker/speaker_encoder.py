@@ -23,12 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtts.audio.features import SpeakerMel, reflect_pad
+from qtts.models.config_io import DictConfig
 
 
 @dataclass
-class SpeakerEncoderConfig:
-    """``speaker_encoder_config`` of the released config.json (defaults = released 0.6B values;
-    1.7B sets ``enc_dim=2048``, the talker width)."""
+class SpeakerEncoderConfig(DictConfig):
+    """``speaker_encoder_config`` of the released config.json (defaults = released 0.6B values, which are
+    also qwen-tts's class defaults; 1.7B sets ``enc_dim=2048``, the talker width). ``from_dict`` / ``to_dict``
+    round-trip a file's dict exactly, unknown keys included."""
 
     mel_dim: int = 128
     enc_dim: int = 1024

@@ -1,0 +1,63 @@
+"""The composed TTS model of a released folder: ``talker`` (+ ``speaker_encoder`` for Base models).
+
+``TTSModel.from_pretrained`` reads ``config.json`` and ``model.safetensors`` (or its shards) with strict key
+checking; ``save_pretrained`` writes the same format, which qwen-tts loads back. A ``speech_tokenizer/``
+subfolder is the codec's business (``qtts.models.codec.SpeechTokenizer``) and is left alone here.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
+from qtts.models.talker.config import TTSConfig
+from qtts.models.talker.speaker_encoder import SpeakerEncoder
+from qtts.models.talker.talker import Talker
+
+
+class TTSModel(nn.Module):
+    """State-dict keys are the released ones: ``talker.*`` and, for Base, ``speaker_encoder.*``."""
+
+    def __init__(self, config: TTSConfig | None = None, talker_device: str | torch.device | None = None):
+        super().__init__()
+        self.config = config = config or TTSConfig()
+        with torch.device(talker_device) if talker_device is not None else nullcontext():
+            self.talker = Talker(config.talker_config)
+        self.speaker_encoder = SpeakerEncoder(config.speaker_encoder_config) if config.has_speaker_encoder else None
+
+    @classmethod
+    def empty(cls, config: TTSConfig) -> "TTSModel":
+        """The model with its talker on the ``meta`` device (no memory, no init time): fill it with
+        ``load_state_dict(…, assign=True)``, or inspect released shapes without allocating them. (The speaker
+        encoder is small and its mel front end holds plain tensors, so it is built for real.)"""
+        return cls(config, talker_device="meta")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, dtype: torch.dtype | None = torch.float32) -> "TTSModel":
+        """Load a model folder; every key must match. ``dtype=None`` keeps the file's dtypes."""
+        folder = Path(folder)
+        config_path = folder / CONFIG_NAME
+        try:
+            config = TTSConfig.from_dict(read_json(config_path))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{config_path}: {e}") from e
+        weights, path = load_weights(folder)
+        model = cls.empty(config)
+        check_weights(model.state_dict(), weights, path)
+        if dtype is not None:
+            weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+        model.load_state_dict(weights, strict=True, assign=True)
+        return model.eval()
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` then ``config.json`` (each atomically; unknown config keys kept)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_weights(folder, self.state_dict())
+        write_json(folder / CONFIG_NAME, self.config.to_dict())
+

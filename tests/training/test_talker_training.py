@@ -1,0 +1,81 @@
+"""Integration: a tiny talker pretrains on the synthetic corpus's codes (extracted by a 12.5 Hz codec), and
+packing several utterances per row changes nothing but speed."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+
+import pytest
+import torch
+import yaml
+
+from qtts.data.datamodule import TalkerDataModule
+from qtts.data.extract_codes import ExtractConfig, extract_codes
+from qtts.data.talker_dataset import collate_talker
+from qtts.models.codec.model import CodecConfig, SpeechTokenizer
+from qtts.models.talker.config import tiny
+from qtts.models.talker.model import TTSModel
+from qtts.tasks.talker import TalkerTask
+from tests.conftest import REPO, subprocess_env
+from tests.helpers.codec import randomize_encoder
+from tests.training.test_train_script import TRAIN, only_run
+
+
+@pytest.fixture(scope="module")
+def codes(tiny_corpus, tmp_path_factory):
+    """The corpus's clips through a random codec of the released frame rate (1920-sample hop, 16 levels)."""
+    values = yaml.safe_load((REPO / "configs" / "model" / "codec_tiny.yaml").read_text())
+    values.pop("_target_")
+    values.update(encoder_valid_num_quantizers=16, encode_downsample_rate=1920, decode_upsample_rate=1920)
+    values["encoder_config"].update(upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5, num_quantizers=16,
+                                    num_filters=4)
+    values["decoder_config"].update(num_quantizers=16, upsample_rates=[8, 5, 4, 3])
+    codec = SpeechTokenizer(CodecConfig.from_dict(values))
+    randomize_encoder(codec.encoder)
+    folder = tmp_path_factory.mktemp("codec12hz")
+    codec.save_pretrained(folder)
+    out = tmp_path_factory.mktemp("talker_codes")
+    info = extract_codes(tiny_corpus.parent / "validated" / "clean.jsonl", folder, out,
+                         ExtractConfig(num_workers=0, progress=False))
+    assert info["rows"] == 18 and info["rejected"] == 0
+    return out
+
+
+def test_tiny_talker_pretrains_and_exports(codes, tmp_path):
+    args = TRAIN + [
+        "experiment=talker_demo", f"data.codes={codes}", f"run_root={tmp_path}", "trainer.accelerator=cpu",
+        "trainer.max_steps=40", "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000",
+        "trainer.enable_progress_bar=false", "data.num_workers=0", "data.max_tokens_per_batch=600",
+        "data.val_fraction=0.0", "checkpoint.every_n_steps=1000", "task.warmup_steps=3",
+    ]
+    result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = only_run(tmp_path, "talker_demo")
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    loss = [float(r["train/loss"]) for r in rows]
+    assert len(loss) >= 35
+    first, last = sum(loss[:5]) / 5, sum(loss[-5:]) / 5
+    assert last < 0.6 * first, loss  # the loss falls clearly
+    assert any(float(r["train/tokens_per_s"]) > 0 for r in rows if r.get("train/tokens_per_s"))
+    exported = TTSModel.from_pretrained(run_dir / "export")  # the released folder format, strict load
+    assert exported.speaker_encoder is not None
+
+
+def test_packed_and_padded_batches_give_the_same_loss(codes):
+    data = TalkerDataModule(str(codes), val_fraction=0.0, num_workers=0, auto_language_prob=0.5)
+    data.setup()
+    items = [data.train_set[(i, 1000 + i)] for i in range(6)]
+    torch.manual_seed(0)
+    task = TalkerTask(tiny()).eval()
+    padded = collate_talker(items)
+    longest = max(len(item["sequence"]) for item in items)
+    packed = collate_talker(items, pack_length=3 * longest)
+    assert len(packed["tracks"]) < len(padded["tracks"]) and int(packed["tracks"].document_ids.max()) >= 1
+    with torch.no_grad():
+        a, b = task.losses(padded), task.losses(packed)
+    assert a.talker_tokens == b.talker_tokens and a.predictor_frames == b.predictor_frames
+    assert b.talker.item() == pytest.approx(a.talker.item(), abs=1e-5)
+    assert b.predictor.item() == pytest.approx(a.predictor.item(), abs=1e-5)
+    assert torch.allclose(a.predictor_accuracy, b.predictor_accuracy)
