@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from qtts.audio.io import SAMPLE_RATE
 from qtts.data.audio_dataset import AudioCorpus, collate_audio
 from qtts.data.corpus import open_corpus
+from qtts.data.mixture import mix_sources
 from qtts.data.sampler import DurationBatchSampler
 from qtts.data.talker_dataset import TalkerCorpus, collate_talker
 
@@ -146,8 +147,10 @@ class AudioDataModule(SplitDataModule):
 
 
 class TalkerDataModule(SplitDataModule):
-    """Talker training examples from a ``qtts data extract-codes`` folder.
+    """Talker training examples from ``qtts data extract-codes`` folders.
 
+    codes: one folder, or a mixture: a list of folders or of ``Source`` fields (path, weight, min_quality,
+        quality_field, keep_unscored, upsample_longer_than, upsample_factor; ``qtts.data.mixture``).
     max_tokens_per_batch: positions per batch (padded: longest × batch size; packed: rows × pack_length).
     pack_length: pack several utterances per row, up to this many positions, attention kept inside each
         utterance (None: one utterance per row, right-padded).
@@ -158,7 +161,7 @@ class TalkerDataModule(SplitDataModule):
     The remaining options are ``TalkerCorpus``'s.
     """
 
-    def __init__(self, codes: str, tokenizer: str | None = None, val_fraction: float = 0.05,
+    def __init__(self, codes: str | list, tokenizer: str | None = None, val_fraction: float = 0.05,
                  max_tokens_per_batch: int = 16_384, pack_length: int | None = None, max_length: int = 8192,
                  xvector: bool = True, reference: str = "self", reference_seconds: float = 6.0,
                  auto_language_prob: float = 0.2, streaming_prob: float = 0.0, max_batch_size: int | None = None,
@@ -174,9 +177,9 @@ class TalkerDataModule(SplitDataModule):
         self.dropped = 0
 
     def open_rows(self) -> Any:
-        from qtts.data.extract_codes import open_codes
-
-        return open_codes(self.corpus).with_format("numpy", columns=["codes"], output_all_columns=True)
+        sources = [self.corpus] if isinstance(self.corpus, str) else list(self.corpus)
+        rows = mix_sources(sources, self.seed)
+        return rows.with_format("numpy", columns=["codes"], output_all_columns=True)
 
     def make_dataset(self, rows: Any) -> TalkerCorpus:
         from qtts.text.tokenizer import load_text_tokenizer

@@ -40,6 +40,10 @@ def validate_config(cfg: DictConfig, runtime_keys: dict[str, Iterable[str]] | No
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(ROOT_KEYS)}")
     if cfg.get("resume") not in (None, "auto") and not str(cfg.resume).endswith(".ckpt"):
         raise ConfigError(f"resume: expected null, 'auto' or a path to a .ckpt file, got {cfg.resume!r}")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"mandatory value(s) not set: {', '.join(missing)} (marked ??? in the config; "
+                          f"set e.g. {missing[0]}=...)")
     _walk(cfg, "", runtime_keys)
 
 

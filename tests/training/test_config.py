@@ -48,6 +48,22 @@ def test_mistakes_are_named(override, named):
     assert named in str(err.value)
 
 
+@pytest.mark.parametrize("experiment", ["talker_demo", "pretrain_s1", "pretrain_s2", "pretrain_s3", "codec_demo"])
+def test_talker_and_stage_configs_are_valid(experiment):
+    overrides = [f"experiment={experiment}"]
+    if experiment in ("pretrain_s2", "pretrain_s3"):
+        overrides.append("task.init_from=some/folder")
+    cfg = composed(*overrides)
+    validate_config(cfg, {"task": {"model"}})
+    if experiment.startswith("pretrain"):
+        assert cfg.data.max_length == (32768 if experiment == "pretrain_s3" else 8192)
+
+
+def test_unset_mandatory_values_are_named():
+    with pytest.raises(ConfigError, match="task.init_from"):
+        validate_config(composed("experiment=pretrain_s2"), {"task": {"model"}})
+
+
 def test_required_task_inputs_must_come_from_somewhere():
     with pytest.raises(ConfigError, match="task.num_speakers"):
         validate_config(composed(), {"task": {"model"}})

@@ -8,43 +8,19 @@ import subprocess
 
 import pytest
 import torch
-import yaml
 
 from qtts.data.datamodule import TalkerDataModule
-from qtts.data.extract_codes import ExtractConfig, extract_codes
 from qtts.data.talker_dataset import collate_talker
-from qtts.models.codec.model import CodecConfig, SpeechTokenizer
 from qtts.models.talker.config import tiny
 from qtts.models.talker.model import TTSModel
 from qtts.tasks.talker import TalkerTask
 from tests.conftest import REPO, subprocess_env
-from tests.helpers.codec import randomize_encoder
 from tests.training.test_train_script import TRAIN, only_run
 
 
-@pytest.fixture(scope="module")
-def codes(tiny_corpus, tmp_path_factory):
-    """The corpus's clips through a random codec of the released frame rate (1920-sample hop, 16 levels)."""
-    values = yaml.safe_load((REPO / "configs" / "model" / "codec_tiny.yaml").read_text())
-    values.pop("_target_")
-    values.update(encoder_valid_num_quantizers=16, encode_downsample_rate=1920, decode_upsample_rate=1920)
-    values["encoder_config"].update(upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5, num_quantizers=16,
-                                    num_filters=4)
-    values["decoder_config"].update(num_quantizers=16, upsample_rates=[8, 5, 4, 3])
-    codec = SpeechTokenizer(CodecConfig.from_dict(values))
-    randomize_encoder(codec.encoder)
-    folder = tmp_path_factory.mktemp("codec12hz")
-    codec.save_pretrained(folder)
-    out = tmp_path_factory.mktemp("talker_codes")
-    info = extract_codes(tiny_corpus.parent / "validated" / "clean.jsonl", folder, out,
-                         ExtractConfig(num_workers=0, progress=False))
-    assert info["rows"] == 18 and info["rejected"] == 0
-    return out
-
-
-def test_tiny_talker_pretrains_and_exports(codes, tmp_path):
+def test_tiny_talker_pretrains_and_exports(talker_codes, tmp_path):
     args = TRAIN + [
-        "experiment=talker_demo", f"data.codes={codes}", f"run_root={tmp_path}", "trainer.accelerator=cpu",
+        "experiment=talker_demo", f"data.codes={talker_codes}", f"run_root={tmp_path}", "trainer.accelerator=cpu",
         "trainer.max_steps=40", "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000",
         "trainer.enable_progress_bar=false", "data.num_workers=0", "data.max_tokens_per_batch=600",
         "data.val_fraction=0.0", "checkpoint.every_n_steps=1000", "task.warmup_steps=3",
@@ -63,8 +39,8 @@ def test_tiny_talker_pretrains_and_exports(codes, tmp_path):
     assert exported.speaker_encoder is not None
 
 
-def test_packed_and_padded_batches_give_the_same_loss(codes):
-    data = TalkerDataModule(str(codes), val_fraction=0.0, num_workers=0, auto_language_prob=0.5)
+def test_packed_and_padded_batches_give_the_same_loss(talker_codes):
+    data = TalkerDataModule(str(talker_codes), val_fraction=0.0, num_workers=0, auto_language_prob=0.5)
     data.setup()
     items = [data.train_set[(i, 1000 + i)] for i in range(6)]
     torch.manual_seed(0)

@@ -1,0 +1,89 @@
+"""Training mixtures: several extracted-codes folders, each with a weight, a quality floor and long-speech upsampling.
+
+The pretraining stages differ mostly in what data they see and how often (S1 everything, S2 the
+high-quality stratum, S3 long utterances upsampled). A weight w repeats every row of its source
+⌊w⌋ times plus a seeded random share w − ⌊w⌋ once more, so w = 0.5 keeps half the rows and w = 3 triples
+them; the choice is fixed for the run (from ``seed``), so resumes see the same mixture. Repeated rows keep
+their id, so the hash-based validation split never puts a copy on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+
+
+@dataclass
+class Source:
+    """One extracted-codes folder in a mixture.
+
+    quality_field / min_quality: keep rows whose quality score (a manifest field, kept by extract-codes in
+        ``extra``, or a column) is at least ``min_quality``; rows without a score are kept when
+        ``keep_unscored``.
+    upsample_longer_than / upsample_factor: rows at least this many seconds long count ``factor`` times
+        (S3: long speech upsampled).
+    """
+
+    path: str
+    weight: float = 1.0
+    min_quality: float | None = None
+    quality_field: str = "quality"
+    keep_unscored: bool = True
+    upsample_longer_than: float | None = None
+    upsample_factor: float = 1.0
+
+    def __post_init__(self):
+        if self.weight < 0 or self.upsample_factor < 0:
+            raise ValueError(f"source {self.path}: weight and upsample_factor must be >= 0")
+
+
+def mix_sources(sources: list[Source | dict[str, Any] | str], seed: int = 0) -> datasets.Dataset:
+    """One dataset of the chosen (and repeated) rows of every source, in source order."""
+    from qtts.data.extract_codes import open_codes
+
+    parts = []
+    rng = random.Random(seed)
+    for spec in sources:
+        source = spec if isinstance(spec, Source) else Source(spec) if isinstance(spec, str) else Source(**spec)
+        ds = open_codes(source.path)
+        factors = [source.weight * _length_factor(source, duration) * _quality_factor(source, score)
+                   for duration, score in zip(ds["duration"], _scores(ds, source))]
+        indices = [i for i, f in enumerate(factors) for _ in range(_repeats(f, rng))]
+        if not indices:
+            raise ValueError(f"source {source.path}: no row left (weight {source.weight}, "
+                             f"min_quality {source.min_quality})")
+        parts.append(ds.select(indices))
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _repeats(factor: float, rng: random.Random) -> int:
+    whole = math.floor(factor)
+    return whole + (rng.random() < factor - whole)
+
+
+def _length_factor(source: Source, duration: float) -> float:
+    long = source.upsample_longer_than is not None and duration >= source.upsample_longer_than
+    return source.upsample_factor if long else 1.0
+
+
+def _scores(ds: datasets.Dataset, source: Source) -> list[float | None]:
+    if source.min_quality is None:
+        return [None] * len(ds)
+    if source.quality_field in ds.column_names:
+        return list(ds[source.quality_field])
+    if "extra" not in ds.column_names:
+        return [None] * len(ds)
+    return [json.loads(extra or "{}").get(source.quality_field) for extra in ds["extra"]]
+
+
+def _quality_factor(source: Source, score: float | None) -> float:
+    if source.min_quality is None:
+        return 1.0
+    if score is None:
+        return 1.0 if source.keep_unscored else 0.0
+    return 1.0 if float(score) >= source.min_quality else 0.0
