@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 from qtts.audio.io import SAMPLE_RATE, load_audio
-from qtts.data.sequences import DualTrackSequence, build_sequence, collate_training, pack_sequences, plan_packs, \
-    sequence_length
+from qtts.data.batching import collate_training, pack_sequences, plan_packs
+from qtts.data.sequences import DualTrackSequence, build_sequence, sequence_length
 from qtts.text.templates import target_ids
 
 

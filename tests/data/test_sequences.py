@@ -10,19 +10,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from qtts.data.batching import collate_prefill, collate_training, pack_sequences, plan_packs
 from qtts.data.sequences import (
     IGNORE_INDEX,
     build_from_strings,
     build_sequence,
-    collate_prefill,
-    collate_training,
-    document_attention_mask,
     embed_dual_track,
-    pack_sequences,
-    plan_packs,
     resolve_language_id,
     sequence_length,
 )
+from qtts.models.layers import attention_mask
 
 # released ids, spelled out so the tables read like the facts sheet
 IMS, AST, NL = 151644, 77091, 198
@@ -323,10 +320,11 @@ def test_packing_restarts_positions():
     assert torch.equal(batch.labels[0], torch.cat([s1.labels, s2.labels]))
     # x-vector slots in row-major order = the order of the sequences
     assert batch.xvector_mask.nonzero().tolist() == [[0, 6], [0, n1 + 6], [1, 6]]
-    mask = document_attention_mask(batch.document_ids)
+    causal = torch.ones(n1 + n2, n1 + n2, dtype=torch.bool).tril()
+    mask = attention_mask(document_ids=batch.document_ids)[:, 0] & causal  # what the talker's attention uses
     assert mask[0, n1, n1 - 1].item() is False  # no attention across utterances
     assert mask[0, n1 + 1, n1].item() is True and mask[0, n1, n1 + 1].item() is False
-    assert not mask[1, :, n3:].any()
+    assert not mask[1, :n3, n3:].any()  # real positions never see padding
     with pytest.raises(ValueError, match="max_length"):
         pack_sequences([[s1, s2]], max_length=n1 + n2 - 1)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qtts.data.sequences import build_sequence, collate_training
+from qtts.data.batching import collate_training
+from qtts.data.sequences import build_sequence
 from qtts.tasks.talker_losses import dual_track_loss
 
 EOS = 2150
