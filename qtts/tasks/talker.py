@@ -15,7 +15,8 @@ from typing import Any, Literal
 import lightning as L
 import torch
 
-from qtts.data.sequences import DualTrackBatch, embed_dual_track
+from qtts.data.batching import DualTrackBatch
+from qtts.data.sequences import embed_dual_track
 from qtts.models.talker.config import TTSConfig
 from qtts.models.talker.model import TTSModel
 from qtts.tasks.talker_losses import dual_track_loss
