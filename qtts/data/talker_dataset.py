@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from qtts.audio.features import SpeakerMel
 from qtts.audio.io import SAMPLE_RATE, load_audio
 from qtts.data.batching import collate_training, pack_sequences, plan_packs
 from qtts.data.sequences import DualTrackSequence, build_sequence, sequence_length
@@ -116,15 +117,21 @@ def collate_talker(items: list[dict[str, Any]], pack_length: int | None = None,
         order = [i for pack in packs for i in pack]
         tracks = pack_sequences([[sequences[i] for i in pack] for pack in packs],
                                 pad_to_multiple_of=pad_to_multiple_of)
-    batch = {"ids": [items[i]["id"] for i in order], "tracks": tracks}
+    batch = {"ids": [items[i]["id"] for i in order], "tracks": tracks, "num_tokens": int(tracks.attention_mask.sum()),
+             "packed": bool(tracks.document_ids.max() > 0)}
     if "reference" in items[0]:
         clips = [items[i]["reference"] for i in order]
         lengths = torch.tensor([c.numel() for c in clips])
         wav = torch.zeros(len(clips), int(lengths.max()))
         for row, clip in zip(wav, clips):
             row[: clip.numel()] = clip
-        batch.update(reference=wav, reference_lengths=lengths)
+        # The speaker encoder's features, computed here in the loader workers rather than in the step.
+        batch.update(reference=wav, reference_lengths=lengths, reference_mels=_SPEAKER_MEL(wav, lengths),
+                     reference_frames=_SPEAKER_MEL.num_frames(lengths))
     return batch
+
+
+_SPEAKER_MEL = SpeakerMel()  # the released speaker encoder's front end (128 mels, 24 kHz)
 
 
 def _column(rows: Any, name: str) -> Sequence[Any]:

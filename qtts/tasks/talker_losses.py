@@ -37,12 +37,14 @@ def dual_track_loss(
     predictor_weight: float = 0.3,
     predictor_fraction: float = 1.0,
     generator: torch.Generator | None = None,
+    accuracy: bool = True,
 ) -> DualTrackLoss:
     """hidden (B, T, H), logits (B, T, V), labels (B, T), code_labels (B, T, G-1);
     ``predictor_logits(hidden (N, H), codes (N, G)) → (N, G-1, vocab)`` (``Talker.predictor_logits``).
 
     ``predictor_fraction`` < 1 runs the code predictor on that random share of the frames (at least one):
     its cost grows with frames × 16 positions, so sub-sampling trades gradient noise for speed.
+    ``accuracy=False`` skips the argmaxes (NaN accuracies): they cost as much as a small layer.
     """
     supervised = labels != IGNORE_INDEX
     if not bool(supervised.any()):
@@ -50,7 +52,8 @@ def dual_track_loss(
     talker_logits = logits[supervised].float()
     talker_labels = labels[supervised]
     talker = F.cross_entropy(talker_logits, talker_labels)
-    talker_accuracy = (talker_logits.argmax(-1) == talker_labels).float().mean()
+    nan = torch.full((), float("nan"), device=logits.device)
+    talker_accuracy = (talker_logits.argmax(-1) == talker_labels).float().mean() if accuracy else nan
 
     frames = supervised & (code_labels[..., 0] != IGNORE_INDEX)
     index = frames.nonzero(as_tuple=False)
@@ -68,7 +71,7 @@ def dual_track_loss(
         codes = torch.cat([labels[rows, cols, None], targets], dim=-1)  # the frame: c0 … c15
         out = predictor_logits(hidden[rows, cols], codes).float()  # (N, G-1, vocab)
         predictor = F.cross_entropy(out.flatten(0, 1), targets.flatten())
-        predictor_accuracy = (out.argmax(-1) == targets).float().mean(0)
+        predictor_accuracy = (out.argmax(-1) == targets).float().mean(0) if accuracy else nan.expand(groups - 1)
     total = talker + predictor_weight * predictor
     return DualTrackLoss(total, talker, predictor, talker_accuracy, predictor_accuracy,
                          int(supervised.sum()), len(index))

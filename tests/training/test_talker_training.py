@@ -55,3 +55,18 @@ def test_packed_and_padded_batches_give_the_same_loss(talker_codes):
     assert b.talker.item() == pytest.approx(a.talker.item(), abs=1e-5)
     assert b.predictor.item() == pytest.approx(a.predictor.item(), abs=1e-5)
     assert torch.allclose(a.predictor_accuracy, b.predictor_accuracy)
+
+
+def test_loader_mels_give_the_same_xvectors(talker_codes):
+    """The collate computes the speaker encoder's mels in the workers; the x-vectors equal the in-step path."""
+    data = TalkerDataModule(str(talker_codes), val_fraction=0.0, num_workers=0)
+    data.setup()
+    batch = collate_talker([data.train_set[(i, i)] for i in range(3)])
+    torch.manual_seed(0)
+    task = TalkerTask(tiny()).eval()
+    with torch.no_grad():
+        from_loader = task.xvectors(batch, batch["tracks"])
+        in_step = task.xvectors({k: v for k, v in batch.items() if k != "reference_mels"}, batch["tracks"])
+    assert from_loader.shape == (3, 64)
+    assert torch.allclose(from_loader, in_step, atol=1e-5)
+    assert not batch["packed"] and batch["num_tokens"] == int(batch["tracks"].attention_mask.sum())
