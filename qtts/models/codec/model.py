@@ -7,23 +7,21 @@ released (or qwen-tts-saved) folder with ``strict=True``, and writes folders tha
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
 from qtts.models.codec.config import CodecDecoderConfig, CodecEncoderConfig
 from qtts.models.codec.decoder import CodecDecoder
 from qtts.models.codec.encoder import CodecEncoder
 
 MODEL_TYPE = "qwen3_tts_tokenizer_12hz"
-CONFIG_NAME, WEIGHTS_NAME, FEATURE_EXTRACTOR_NAME = "config.json", "model.safetensors", "preprocessor_config.json"
+FEATURE_EXTRACTOR_NAME = "preprocessor_config.json"
 SUBFOLDER = "speech_tokenizer"  # where a TTS model folder keeps its tokenizer
 
 
@@ -118,17 +116,14 @@ class SpeechTokenizer(nn.Module):
     def from_pretrained(cls, folder: str | os.PathLike) -> "SpeechTokenizer":
         """Load a tokenizer folder, or a TTS model folder's ``speech_tokenizer/``; every key must match."""
         folder = resolve_folder(folder)
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        config_path = folder / CONFIG_NAME
         try:
-            config = CodecConfig.from_dict(_read_json(config_path))
+            config = CodecConfig.from_dict(read_json(config_path))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{config_path}: {e}") from e
         extractor_path = folder / FEATURE_EXTRACTOR_NAME
-        model = cls(config, _read_json(extractor_path) if extractor_path.is_file() else None)
-        try:
-            weights = load_file(str(weights_path))
-        except (OSError, SafetensorError) as e:
-            raise ValueError(f"{weights_path}: cannot read weights ({e})") from e
+        model = cls(config, read_json(extractor_path) if extractor_path.is_file() else None)
+        weights, weights_path = load_weights(folder)
         check_weights(model.state_dict(), weights, weights_path)
         model.load_state_dict(weights, strict=True)
         return model.eval()
@@ -138,10 +133,9 @@ class SpeechTokenizer(nn.Module):
         temporary name first, so a killed job never leaves a truncated file that looks complete."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
-        for name, values in ((FEATURE_EXTRACTOR_NAME, self.feature_extractor), (CONFIG_NAME, self.config.to_dict())):
-            _atomic_write(folder / name, lambda tmp: tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n"))
+        save_weights(folder, self.state_dict())
+        write_json(folder / FEATURE_EXTRACTOR_NAME, self.feature_extractor)
+        write_json(folder / CONFIG_NAME, self.config.to_dict())
 
     @torch.inference_mode()
     def encode(self, wavs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -192,35 +186,6 @@ def resolve_folder(folder: str | os.PathLike) -> Path:
             f"{folder}: no {CONFIG_NAME} (nor {SUBFOLDER}/{CONFIG_NAME}); not a speech tokenizer folder"
         )
     return folder
-
-
-def check_weights(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
-    """Raise one error naming the file and every missing, unexpected or misshapen key (not just the first)."""
-    problems = [f"missing {k}" for k in expected if k not in weights]
-    problems += [f"unexpected {k}" for k in weights if k not in expected]
-    problems += [
-        f"{k}: shape {tuple(weights[k].shape)} in file, {tuple(v.shape)} in model"
-        for k, v in expected.items() if k in weights and weights[k].shape != v.shape
-    ]
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; … {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise ValueError(f"{path}: weights do not match the config ({shown})")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read JSON ({e})") from e
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
-    return values
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _check_wav(wav: torch.Tensor, index: int) -> int:
