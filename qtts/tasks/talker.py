@@ -14,24 +14,30 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 
 from qtts.data.batching import DualTrackBatch
 from qtts.data.sequences import embed_dual_track
+from qtts.models.checkpoint import CONFIG_NAME, save_weights, write_json
 from qtts.models.talker.config import TTSConfig
 from qtts.models.talker.model import TTSModel
-from qtts.tasks.talker_losses import dual_track_loss
+from qtts.tasks.talker_losses import DualTrackLoss, dual_track_loss
+from qtts.tasks.talker_samples import teacher_forced_frames
+from qtts.training.media import log_audio
 from qtts.training.schedules import warmup_cosine
 
 
 class TalkerTask(L.LightningModule):
     """model: a ``TTSConfig`` (or its dict) for a new model; ``init_from``: a released / exported model folder
-    to start from instead (the folder's config then wins over ``model``)."""
+    to start from instead (the folder's config then wins over ``model``). ``codec``: a speech tokenizer folder;
+    with it, validation logs one utterance's teacher-forced prediction and its target as audio."""
 
     def __init__(self, model: TTSConfig | dict | None = None, init_from: str | None = None,
                  predictor_weight: float = 0.3, predictor_fraction: float = 1.0,
                  speaker_encoder: Literal["joint", "frozen"] = "joint", lr: float = 2e-4,
                  betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.1, warmup_steps: int = 0,
-                 min_lr_ratio: float = 0.1, gradient_checkpointing: bool = False, seed: int = 0):
+                 min_lr_ratio: float = 0.1, gradient_checkpointing: bool = False, seed: int = 0,
+                 codec: str | None = None, log_media: bool = True):
         super().__init__()
         if model is None and init_from is None:
             raise ValueError("give model (a config for a new model) or init_from (a model folder)")
@@ -48,44 +54,92 @@ class TalkerTask(L.LightningModule):
         if self.model.speaker_encoder is not None and speaker_encoder == "frozen":
             self.model.speaker_encoder.requires_grad_(False)
         self._clock: float | None = None
+        self._codec: list = []  # loaded at the first validation; held in a list so it is no submodule (nor in checkpoints)
+
+    # -- sharding (FSDP2) -------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Under ``ModelParallelStrategy`` (``trainer=fsdp2``): ``fully_shard`` every transformer block of the
+        talker and the code predictor, then the whole model (embeddings, heads, norms, speaker encoder). Other
+        strategies: nothing. Idempotent (Lightning may call it again)."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if not isinstance(strategy, ModelParallelStrategy):
+            return
+        from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+
+        if isinstance(self.model, FSDPModule):
+            return
+        if hasattr(strategy, "fully_shard_kwargs"):  # qtts.training.strategies.FSDP2Strategy
+            block_kwargs, root_kwargs = strategy.fully_shard_kwargs(), strategy.fully_shard_kwargs(root=True)
+        else:  # plain ModelParallelStrategy: float32, data parallel over its mesh
+            block_kwargs = root_kwargs = {"mesh": self.device_mesh["data_parallel"]}
+        talker = self.model.talker
+        for block in [*talker.model.layers, *talker.code_predictor.model.layers]:
+            fully_shard(block, **block_kwargs)
+        fully_shard(self.model, **root_kwargs)
+        # The steps call several submodules (embeddings, talker, predictor heads, speaker encoder), not one
+        # forward: run the whole loss as the root's forward so its parameters are gathered around it.
+        self.model.sharded_losses = self._sharded_losses
+        register_fsdp_forward_method(self.model, "sharded_losses")
+
+    def _sharded_losses(self, batch: dict[str, Any]) -> tuple[DualTrackLoss, torch.Tensor]:
+        loss = self._losses(batch)
+        return loss, loss.total  # a plain tensor in the output: FSDP hooks the backward through it
 
     # -- the forward pass both steps share --------------------------------------------------------------
-    def losses(self, batch: dict[str, Any]):
+    def losses(self, batch: dict[str, Any]) -> DualTrackLoss:
+        if hasattr(self.model, "sharded_losses"):
+            return self.model.sharded_losses(batch)[0]
+        return self._losses(batch)
+
+    def _losses(self, batch: dict[str, Any]) -> DualTrackLoss:
+        tracks: DualTrackBatch = batch["tracks"]
+        out = self._forward(batch)
+        generator = torch.Generator().manual_seed(hash((self.hparams.seed, self.global_step)) % 2**62)
+        return dual_track_loss(out.hidden, out.logits, tracks.labels, tracks.code_labels,
+                               self.model.talker.predictor_logits, self.hparams.predictor_weight,
+                               self.hparams.predictor_fraction, generator, accuracy=batch.get("with_accuracy", True))
+
+    def _forward(self, batch: dict[str, Any]):
         tracks: DualTrackBatch = batch["tracks"]
         talker = self.model.talker
         xvectors = self.xvectors(batch, tracks)
         embeds = embed_dual_track(tracks, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
                                   residual_embeds=talker.code_predictor.model.codec_embedding, xvectors=xvectors)
-        out = talker(embeds, position_ids=tracks.position_ids, document_ids=tracks.document_ids)
-        generator = torch.Generator().manual_seed(hash((self.hparams.seed, self.global_step)) % 2**62)
-        return dual_track_loss(out.hidden, out.logits, tracks.labels, tracks.code_labels, talker.predictor_logits,
-                               self.hparams.predictor_weight, self.hparams.predictor_fraction, generator)
+        # Rows holding one utterance need no mask (right padding sits after every real query, so causal attention
+        # never reaches it): SDPA then takes its fused causal kernels. Packed rows keep attention per utterance.
+        documents = tracks.document_ids if batch.get("packed", True) else None
+        return talker(embeds, position_ids=tracks.position_ids, document_ids=documents)
 
     def xvectors(self, batch: dict[str, Any], tracks: DualTrackBatch) -> torch.Tensor | None:
         """One speaker-encoder vector per x-vector slot, from the batch's reference clips."""
-        slots = int(tracks.xvector_mask.sum())
-        if slots == 0:
-            return None
-        if self.model.speaker_encoder is None or "reference" not in batch:
-            raise ValueError("the batch has x-vector slots but "
-                             + ("the model has no speaker encoder (set data.xvector=false)"
-                                if self.model.speaker_encoder is None else "no reference clips"))
+        if "reference" not in batch:
+            return None  # no x-vector slots (embed_dual_track checks that the counts match)
         encoder = self.model.speaker_encoder
+        if encoder is None:
+            raise ValueError("the batch has x-vector slots but the model has no speaker encoder "
+                             "(set data.xvector=false for CustomVoice / VoiceDesign models)")
         context = torch.no_grad() if self.hparams.speaker_encoder == "frozen" else torch.enable_grad()
         with context:
+            mels = batch.get("reference_mels")
+            if mels is not None and mels.shape[-1] == encoder.config.mel_dim:  # computed by the data workers
+                return encoder(mels.to(encoder.fc.weight.dtype), batch["reference_frames"])
             return encoder.embed_audio(batch["reference"], batch["reference_lengths"])
 
     # -- steps ------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        # Accuracies (argmax over every logit) only on the steps that log them.
+        batch["with_accuracy"] = (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0 \
+            or self.global_step == 0
         loss = self.losses(batch)
         if not torch.isfinite(loss.total):
             raise FloatingPointError(f"non-finite loss at step {self.global_step}, batch {batch['ids']}")
         n = len(batch["ids"])
         self.log("train/loss", loss.total, prog_bar=True, batch_size=n)
-        self.log_dict({"train/talker_loss": loss.talker, "train/predictor_loss": loss.predictor,
-                       "train/talker_acc": loss.talker_accuracy,
-                       "train/predictor_acc": loss.predictor_accuracy.mean()}, batch_size=n)
-        tokens = int(batch["tracks"].attention_mask.sum())
+        self.log_dict({"train/talker_loss": loss.talker, "train/predictor_loss": loss.predictor}, batch_size=n)
+        if batch["with_accuracy"]:
+            self.log_dict({"train/talker_acc": loss.talker_accuracy,
+                           "train/predictor_acc": loss.predictor_accuracy.mean()}, batch_size=n)
+        tokens = batch.get("num_tokens") or int(batch["tracks"].attention_mask.sum())
         now = time.perf_counter()
         if self._clock is not None:
             self.log("train/tokens_per_s", tokens / max(now - self._clock, 1e-9), batch_size=n)
@@ -99,6 +153,29 @@ class TalkerTask(L.LightningModule):
                        "val/talker_acc": loss.talker_accuracy}, sync_dist=True, batch_size=n)
         for group, accuracy in enumerate(loss.predictor_accuracy.tolist(), start=1):
             self.log(f"val/acc_group_{group:02d}", accuracy, sync_dist=True, batch_size=n)
+        if batch_idx == 0 and self.hparams.codec and self.hparams.log_media and self.trainer.is_global_zero \
+                and self.loggers and not hasattr(self.model, "sharded_losses"):
+            self.log_samples(batch)
+
+    def log_samples(self, batch: dict[str, Any]) -> None:
+        """The first utterance of the batch: teacher-forced prediction and target, decoded by ``codec``."""
+        from qtts.models.codec.model import SpeechTokenizer
+
+        if not self._codec:
+            self._codec.append(SpeechTokenizer.from_pretrained(self.hparams.codec))
+        codec = self._codec[0].to(self.device)
+        tracks: DualTrackBatch = batch["tracks"]
+        with torch.no_grad():
+            out = self._forward(batch)
+        predicted, target = teacher_forced_frames(out.hidden[0], out.logits[0], tracks.labels[0], tracks.code_labels[0],
+                                                  self.model.talker.predictor_logits,
+                                                  codec.config.decoder_config.codebook_size)
+        if len(target) == 0:
+            return
+        sr = codec.sample_rate
+        for name, frames in (("teacher_forced", predicted), ("target", target)):
+            wav = codec.decode([frames.clamp(0, codec.config.decoder_config.codebook_size - 1)])[0]
+            log_audio(self.loggers, f"val/{name}", wav, sr, self.global_step)
 
     # -- optimisation, export ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -122,5 +199,16 @@ class TalkerTask(L.LightningModule):
         return Path(folder)
 
     def on_train_end(self) -> None:
-        if self.trainer.is_global_zero and self.trainer.default_root_dir:
-            self.export(Path(self.trainer.default_root_dir) / "export")
+        if not self.trainer.default_root_dir:
+            return
+        folder = Path(self.trainer.default_root_dir) / "export"
+        if hasattr(self.model, "sharded_losses"):  # FSDP2: gather the full weights (collective), rank 0 writes
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            if self.trainer.is_global_zero:
+                folder.mkdir(parents=True, exist_ok=True)
+                save_weights(folder, state)
+                write_json(folder / CONFIG_NAME, self.config.to_dict())
+        elif self.trainer.is_global_zero:
+            self.export(folder)

@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 
@@ -68,9 +69,14 @@ class SaveLast(L.Callback):
         self.dirpath = Path(dirpath)
         self._saved_step: int | None = None
         self._sigterm = False
+        self._stopping = False
         self._previous_handler: Any = None
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Installed here, after Lightning registered its own SIGTERM handler (between on_fit_start and the
+        # training loop), and replacing it rather than chaining: Lightning's handler broadcasts a tensor from
+        # inside the signal handler, which under DDP/FSDP pairs with whatever collective the other ranks are in
+        # and deadlocks. Ours only raises a flag; the ranks agree on it at the end of the step.
         def on_sigterm(signum: int, frame: Any) -> None:
             if not self._sigterm and trainer.strategy.launcher is not None:
                 trainer.strategy.launcher.kill(signum)
@@ -79,7 +85,14 @@ class SaveLast(L.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save(trainer, "end of training")
+        self._restore_handler()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)
             self._previous_handler = None
@@ -87,10 +100,16 @@ class SaveLast(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.strategy.reduce_boolean_decision(self._sigterm, all=False):
             self._save(trainer, "SIGTERM")
-            trainer.should_stop = True
+            self._stopping = True
+            trainer.should_stop = True  # the step's metrics are still logged, then the epoch loop ends
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._save(trainer, "end of training")
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._stopping:
+            # End the run here (exit status 0), as Lightning's own SIGTERM handling does, on every rank (they
+            # agreed above): nothing after this may write a checkpoint (ModelCheckpoint runs later and would
+            # overwrite last.ckpt at training end with a state past the epoch's end, which resumes in the next
+            # epoch) and an interrupted run is not exported.
+            raise SIGTERMException()
 
     def _save(self, trainer: L.Trainer, why: str) -> None:
         if self._saved_step == trainer.global_step:

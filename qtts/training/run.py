@@ -3,7 +3,7 @@
 Run folders are ``<run_root>/<experiment_name>/<YYYYmmdd-HHMMSS>/`` with ``config.yaml`` (the
 resolved config of the latest launch; earlier launches stay under ``launches/``), ``checkpoints/``
 and ``logs/``. ``resume=auto`` continues the newest run of the experiment from its newest
-checkpoint; ``resume=PATH.ckpt`` continues from that file, in its run folder.
+checkpoint; ``resume=PATH.ckpt`` continues from that file (or distributed checkpoint folder), in its run folder.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from qtts.text.languages import register_language
 from qtts.training.callbacks import AtomicCheckpointIO, RNGState, SaveLast
 from qtts.training.config import validate_config
+from qtts.training.strategies import METADATA_FILENAME, is_distributed_checkpoint
 
 _RUN_DIR_ENV = "QTTS_RUN_DIR"
 _RESUME_ENV = "QTTS_RESUME_CKPT"
@@ -75,7 +76,7 @@ def resolve_run(cfg: DictConfig) -> tuple[Path, str | None]:
             rank_zero_info(f"resume=auto: no checkpoint under {experiment_root}, starting a new run")
     elif cfg.resume:
         ckpt = str(Path(cfg.resume).resolve())
-        if not Path(ckpt).is_file():
+        if not is_checkpoint(Path(ckpt)):
             raise FileNotFoundError(f"resume: checkpoint {ckpt} does not exist")
         run_dir = Path(ckpt).parent.parent
     else:
@@ -96,16 +97,32 @@ def new_run_dir(experiment_root: Path) -> Path:
 
 
 def newest_checkpoint(run_dir: Path) -> str | None:
-    ckpts = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if p.is_file()]
+    """The checkpoint with the highest step under ``run_dir/checkpoints``: ``*.ckpt`` files, or ``*.ckpt``
+    folders (distributed checkpoints of FSDP2 / DeepSpeed)."""
+    ckpts = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if is_checkpoint(p)]
     if not ckpts:
         return None
     return str(max(ckpts, key=lambda p: (_step_of(p), p.stat().st_mtime)))
 
 
+def is_checkpoint(path: Path) -> bool:
+    """A checkpoint file, an FSDP2 (``ModelParallelStrategy``) folder with ``meta.pt``, or a DeepSpeed folder
+    with ``latest``."""
+    path = Path(path)
+    return path.is_file() or is_distributed_checkpoint(path) or (path / "latest").is_file()
+
+
 def _step_of(path: Path) -> int:
-    """Checkpoints carry their step in the file name (step_N); last.ckpt is read to find it."""
+    """Checkpoints carry their step in the name (step_N); last.ckpt is read to find it."""
+    path = Path(path)
     if path.stem.startswith("step_") and path.stem[5:].isdigit():
         return int(path.stem[5:])
+    if path.is_dir():  # the trainer state of a distributed checkpoint
+        states = [path / METADATA_FILENAME] if is_distributed_checkpoint(path) else \
+            sorted(path.glob("*/mp_rank_00_model_states.pt"))
+        if not states:
+            return -1
+        path = states[0]
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
     except Exception:
@@ -129,7 +146,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         # step_00001000.ckpt: no '=' in the name, so `resume=PATH` needs no quoting on the command line
         ModelCheckpoint(dirpath=ckpt_dir, filename="step_{step:08d}", every_n_train_steps=every, save_last=True,
                         save_top_k=int(cfg.checkpoint.keep), monitor="step", mode="max",
-                        auto_insert_metric_name=False),
+                        # names are unique per step; last.ckpt (also written by SaveLast) is overwritten in
+                        # place instead of growing last-v1.ckpt beside it
+                        auto_insert_metric_name=False, enable_version_counter=False),
         SaveLast(ckpt_dir),
         RNGState(),
     ]
@@ -143,6 +162,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     extra: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
     if strategy is not None:
         extra["strategy"] = strategy
+    # Single files are written atomically by the plugin. FSDP2Strategy writes folders and swaps them in atomically
+    # itself; DeepSpeed (a DDPStrategy subclass, so it gets the plugin too) writes its folders through its engine.
     if strategy is None or isinstance(strategy, (DDPStrategy, SingleDeviceStrategy)):
         extra["plugins"] = [AtomicCheckpointIO()]
     return instantiate(cfg.trainer, **extra)

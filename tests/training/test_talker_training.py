@@ -70,3 +70,24 @@ def test_loader_mels_give_the_same_xvectors(talker_codes):
     assert from_loader.shape == (3, 64)
     assert torch.allclose(from_loader, in_step, atol=1e-5)
     assert not batch["packed"] and batch["num_tokens"] == int(batch["tracks"].attention_mask.sum())
+
+
+def test_validation_logs_teacher_forced_and_target_audio(talker_codes, monkeypatch):
+    import json
+
+    import qtts.tasks.talker as talker_module
+
+    codec = json.loads((talker_codes / "info.json").read_text())["codec"]
+    data = TalkerDataModule(str(talker_codes), val_fraction=0.0, num_workers=0)
+    data.setup()
+    batch = collate_talker([data.train_set[(i, i)] for i in range(2)])
+    task = TalkerTask(tiny(), codec=codec).eval()
+    logged = {}
+    monkeypatch.setattr(talker_module, "log_audio",
+                        lambda loggers, tag, wav, sr, step, spec=None: logged.setdefault(tag, (wav, sr)))
+    task.log_samples(batch)
+    frames = int(((batch["tracks"].labels[0] != -100) & (batch["tracks"].code_labels[0, :, 0] != -100)).sum())
+    assert set(logged) == {"val/teacher_forced", "val/target"}
+    for wav, sr in logged.values():
+        assert sr == 24000 and wav.shape == (frames * 1920,) and torch.isfinite(wav).all()
+    assert {k.split(".")[0] for k in task.state_dict()} == {"model"}  # the codec stays out of checkpoints

@@ -1,0 +1,111 @@
+"""FSDP2 through Lightning's ``ModelParallelStrategy``: tasks shard themselves in ``configure_model``.
+
+``FSDP2Strategy`` adds three things to Lightning's strategy: data-parallel over every process by default
+(``tensor_parallel_size=1``), the ``fully_shard`` settings (mixed-precision policy, resharding) that tasks read
+through ``fully_shard_kwargs()``, and atomic distributed checkpoints: every rank writes its shard into
+``.NAME.tmp/`` and rank 0 swaps the folder in, so a kill mid-save never leaves a half-written ``last.ckpt/``.
+
+A distributed checkpoint is a folder (``NAME.ckpt/`` with ``meta.pt``, the trainer state, and one
+``*.distcp`` shard per rank); it resumes under the same strategy with any number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.fabric.utilities.load import _METADATA_FILENAME
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.strategies import ModelParallelStrategy
+
+METADATA_FILENAME = _METADATA_FILENAME  # "meta.pt": the trainer state inside a distributed checkpoint folder
+
+
+def is_distributed_checkpoint(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / METADATA_FILENAME).is_file()
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    if name is None:
+        return None
+    dtype = getattr(torch, str(name).removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"not a torch dtype: {name!r}")
+    return dtype
+
+
+class FSDP2Strategy(ModelParallelStrategy):
+    """param_dtype / reduce_dtype: the ``MixedPrecisionPolicy`` of every shard (``bfloat16`` compute with
+    ``float32`` gradient reduction by default; ``param_dtype: null`` trains in float32). Sharded parameters and
+    optimizer state stay float32 either way. Use with ``precision: 32-true`` (the policy does the casting)."""
+
+    def __init__(self, param_dtype: str | None = "bfloat16", reduce_dtype: str | None = "float32",
+                 reshard_after_forward: bool = True, data_parallel_size: Literal["auto"] | int = "auto",
+                 tensor_parallel_size: int = 1, save_distributed_checkpoint: bool = True,
+                 process_group_backend: str | None = None, timeout: timedelta | None = default_pg_timeout):
+        super().__init__(data_parallel_size=data_parallel_size, tensor_parallel_size=tensor_parallel_size,
+                         save_distributed_checkpoint=save_distributed_checkpoint,
+                         process_group_backend=process_group_backend, timeout=timeout)
+        self.param_dtype = _dtype(param_dtype)
+        self.reduce_dtype = _dtype(reduce_dtype)
+        self.reshard_after_forward = reshard_after_forward
+
+    def setup_environment(self) -> None:
+        if self._data_parallel_size == "auto":  # Lightning's "auto" means one replica per node; here: all processes
+            world = self.num_nodes * self.num_processes
+            if world % int(self._tensor_parallel_size):
+                raise ValueError(f"world size {world} is not a multiple of tensor_parallel_size "
+                                 f"{self._tensor_parallel_size}")
+            self._data_parallel_size = world // int(self._tensor_parallel_size)
+        super().setup_environment()
+
+    def fully_shard_kwargs(self, root: bool = False) -> dict[str, Any]:
+        """Keyword arguments for ``torch.distributed.fsdp.fully_shard``. The root keeps its forward inputs as
+        they are (float32 audio features are computed before the cast to the weights' dtype)."""
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        kwargs: dict[str, Any] = {"mesh": self.device_mesh["data_parallel"],
+                                  "reshard_after_forward": self.reshard_after_forward}
+        if self.param_dtype is not None or self.reduce_dtype is not None:
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=self.param_dtype, reduce_dtype=self.reduce_dtype,
+                                                       cast_forward_inputs=not root)
+        return kwargs
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: _PATH, storage_options: Any = None) -> None:
+        if not self._save_distributed_checkpoint:  # one file through the CheckpointIO plugin
+            return super().save_checkpoint(checkpoint, filepath, storage_options)
+        path = Path(self.broadcast(str(filepath)))
+        tmp = path.with_name(f".{path.name}.tmp")
+        if self.global_rank == 0 and tmp.exists():
+            shutil.rmtree(tmp)
+        self.barrier()
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        self.barrier()
+        if self.global_rank == 0:
+            _swap_in(tmp, path)
+        self.barrier()
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Replace ``path`` (folder, file or nothing) by the folder ``new``; the old one is gone only once the new
+    one is in place."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir():
+        shutil.rmtree(old)
+    elif old.exists():
+        old.unlink()
+    os.replace(path, old)
+    os.replace(new, path)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
