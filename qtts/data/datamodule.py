@@ -7,6 +7,7 @@ dual-track sequences from extracted codes (the talker).
 
 from __future__ import annotations
 
+import abc
 import functools
 import zlib
 from typing import Any, Callable
@@ -22,7 +23,7 @@ from qtts.data.sampler import DurationBatchSampler
 from qtts.data.talker_dataset import TalkerCorpus, collate_talker
 
 
-class SplitDataModule(L.LightningDataModule):
+class SplitDataModule(L.LightningDataModule, abc.ABC):
     """The validation split takes ``val_fraction`` of the rows by a hash of their id, so it is stable across
     runs and machines. A batch holds at most ``budget`` padded length units (``lengths`` of the items).
     Subclasses say how to open the rows (``open_rows``), make a dataset of a split (``make_dataset``), measure
@@ -43,17 +44,21 @@ class SplitDataModule(L.LightningDataModule):
         self.val_set: Any = None
         self._resume: dict[str, int] | None = None
 
+    @abc.abstractmethod
     def open_rows(self) -> Any:
-        raise NotImplementedError
+        """All rows (a ``datasets.Dataset`` with an ``id`` column)."""
 
+    @abc.abstractmethod
     def make_dataset(self, rows: Any) -> Dataset:
-        raise NotImplementedError
+        """The dataset of one split's rows."""
 
+    @abc.abstractmethod
     def lengths(self, dataset: Any) -> list[float]:
-        raise NotImplementedError
+        """Each item's length in the unit of ``budget``."""
 
+    @abc.abstractmethod
     def collate(self) -> Callable[[list], Any]:
-        raise NotImplementedError
+        """The DataLoader's ``collate_fn`` (picklable, for worker processes)."""
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
