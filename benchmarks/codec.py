@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 from qtts.models.codec import CodecConfig, SpeechTokenizer
+from qtts.models.random_weights import randomize_codec
 
 SAMPLE_RATE = 24_000
 
@@ -54,41 +55,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Random weights with O(1) activations, so every path moves the codes and the audio is not all clamped
-    (the scheme of the codec tests): fan-in-scaled weights, norms/scales ~1, SnakeBeta log-α/β ~N(0, 0.5), decoder weights at gain 0.5,
-    codewords ~N(0, 2²) in the encoder (the latents' scale) and ~N(0, 1) in the decoder."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("cluster_usage"):  # decoder codebooks are parameters, encoder's are buffers
-                value = torch.rand(p.shape, generator=gen) * 2 + 0.1
-            elif name.endswith("embedding_sum"):
-                usage = model.get_parameter(name.replace("embedding_sum", "cluster_usage"))
-                value = torch.randn(p.shape, generator=gen) * usage[:, None]
-            elif name.endswith((".alpha", ".beta")):
-                value = torch.randn(p.shape, generator=gen) * 0.5
-            elif name.endswith((".scale", "gamma")) or "norm" in name:
-                value = 0.5 + torch.rand(p.shape, generator=gen)
-            elif name.endswith("bias"):
-                value = torch.randn(p.shape, generator=gen) * 0.1
-            else:
-                gain = 0.5 if name.startswith("decoder.") else 1.0  # larger gains clamp most decoder samples
-                value = torch.randn(p.shape, generator=gen) * gain / math.sqrt(p[0].numel())
-            p.copy_(value)
-        for name, buffer in model.named_buffers():
-            if name.endswith("cluster_usage"):
-                buffer.copy_(torch.rand(buffer.shape, generator=gen) * 2 + 0.1)
-            elif name.endswith("embed_sum"):
-                usage = model.get_buffer(name.replace("embed_sum", "cluster_usage"))
-                buffer.copy_(torch.randn(buffer.shape, generator=gen) * 2 * usage[:, None])
-
-
 def build_folder(folder: str, seed: int) -> None:
     """Write a released-shape tokenizer with random weights that both packages load."""
     torch.manual_seed(seed)
     model = SpeechTokenizer(CodecConfig())
-    randomize(model, seed)
+    randomize_codec(model, seed)
     model.save_pretrained(folder)
 
 

@@ -69,6 +69,7 @@ import torch.nn.functional as F
 
 from qtts.data.talker_dataset import collate_talker
 from qtts.data.sequences import IGNORE_INDEX, build_sequence
+from qtts.models.random_weights import randomize_tts
 from qtts.models.talker import TTSModel, released_0_6b, released_1_7b, tiny
 
 SAMPLE_RATE = 24_000
@@ -110,23 +111,10 @@ def model_config(shape: str):
     return released_0_6b("base") if shape == "0.6b" else released_1_7b("base")
 
 
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Unit-gain weights, norms away from 1, non-zero biases (the talker tests' scheme)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("bias"):
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel() if p.dim() > 1 else 1))
-
-
 def build_folder(folder: str, shape: str, seed: int) -> None:
     torch.manual_seed(seed)
     model = TTSModel(model_config(shape))
-    randomize(model, seed)
+    randomize_tts(model, seed)
     model.save_pretrained(folder)
 
 

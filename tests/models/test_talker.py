@@ -1,12 +1,12 @@
 import copy
 import json
-import math
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from qtts.models.layers import document_positions
+from qtts.models.random_weights import randomize_tts
 from qtts.models.talker import TTSConfig, TTSModel, released_0_6b, released_1_7b, tiny
 from qtts.models.talker.speaker_encoder import SpeakerEncoderConfig
 
@@ -21,19 +21,6 @@ CASES = {  # talker width 64 throughout
 TOL = 1e-4
 
 
-def randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Unit-gain weights, norms away from 1 and non-zero biases, so every parameter changes the outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or name.endswith("layernorm.weight"):
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("bias"):
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel() if p.dim() > 1 else 1))
-
-
 def official(config: TTSConfig):
     return modeling.Qwen3TTSForConditionalGeneration(configuration.Qwen3TTSConfig(**config.to_dict())).eval()
 
@@ -42,7 +29,7 @@ def official(config: TTSConfig):
 def pair(request, tmp_path_factory):
     """(qwen-tts model, ours loaded strictly from the folder qwen-tts saved, that folder)."""
     ref = official(tiny(**CASES[request.param]))
-    randomize(ref)
+    randomize_tts(ref)
     folder = tmp_path_factory.mktemp(request.param)
     ref.save_pretrained(folder)
     return ref, TTSModel.from_pretrained(folder), folder
@@ -200,7 +187,7 @@ def test_config_keeps_unknown_keys_and_reads_omitted_keys_as_qwen_tts():
 
 def test_qwen_tts_loads_a_folder_we_wrote(tmp_path):
     ours = TTSModel(tiny("custom_voice", predictor_hidden=32)).eval()
-    randomize(ours, seed=7)
+    randomize_tts(ours, seed=7)
     ours.save_pretrained(tmp_path)
     ref = modeling.Qwen3TTSForConditionalGeneration(configuration.Qwen3TTSConfig.from_pretrained(tmp_path)).eval()
     ref.load_state_dict(load_file(str(tmp_path / "model.safetensors")), strict=True)
@@ -266,7 +253,7 @@ def test_released_presets_have_the_released_keys(preset, model_type):
 
 def small_model(seed: int = 9) -> TTSModel:
     model = TTSModel(tiny("voice_design", predictor_hidden=32))
-    randomize(model, seed)
+    randomize_tts(model, seed)
     return model
 
 
