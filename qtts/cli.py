@@ -68,6 +68,52 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--device", default="cpu")
 
+    y = commands.add_parser(
+        "synth", help="text or a text file → wav files (preset speaker, designed voice or cloned voice)",
+        description="Synthesize speech. The voice comes from the options: --ref-audio/--prompt clone a voice "
+        "(Base models), --speaker picks a preset speaker (CustomVoice models; --instruct steers the style), "
+        "--instruct alone describes a voice (VoiceDesign models). Long texts are split into sentences that are "
+        "generated in batches with the same voice and joined with --pause seconds of silence. Existing output "
+        "files are skipped, so a killed job resumes where it stopped.",
+        epilog="A designed voice (--instruct alone) is drawn anew for every sentence and can drift between them; "
+        "--seed fixes the sampling, and cloning a voice keeps it exactly.")
+    y.add_argument("model", metavar="MODEL", help="model folder, run folder (its export/) or talker checkpoint")
+    text = y.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="one utterance")
+    text.add_argument("--text-file", metavar="FILE",
+                      help="one utterance per non-empty line, optionally 'ID<TAB>text' (written as OUT/ID.wav)")
+    y.add_argument("--out", required=True, metavar="OUT",
+                   help="output folder (NNNN.wav or ID.wav, and manifest.jsonl for --text-file); with --text, "
+                   "a path ending in .wav is the file itself")
+    voice = y.add_argument_group("voice")
+    voice.add_argument("--speaker", help="preset speaker (CustomVoice models)")
+    voice.add_argument("--instruct", help="style instruction with --speaker; alone: the voice description "
+                       "(VoiceDesign models; the voice can drift between sentences, --seed fixes the sampling)")
+    voice.add_argument("--ref-audio", metavar="FILE", help="reference recording to clone (Base models)")
+    voice.add_argument("--ref-text", help="transcript of --ref-audio (in-context cloning)")
+    voice.add_argument("--x-vector-only", action="store_true",
+                       help="clone from the speaker vector of --ref-audio alone (no transcript needed)")
+    voice.add_argument("--prompt", metavar="FILE.safetensors", help="a saved voice prompt (see --save-prompt)")
+    voice.add_argument("--save-prompt", metavar="FILE.safetensors",
+                       help="write the voice prompt of --ref-audio, to clone the voice again with --prompt")
+    voice.add_argument("--language", default="auto", help="language name or code, or auto (default)")
+    y.add_argument("--codec", default=None, help="speech tokenizer folder (default: MODEL/speech_tokenizer)")
+    y.add_argument("--device", default="cpu")
+    y.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    y.add_argument("--batch-size", type=int, default=4, help="sentences per generation call")
+    y.add_argument("--max-chars", type=int, default=200, help="longest sentence piece, in characters")
+    y.add_argument("--pause", type=float, default=0.25, help="seconds of silence between sentences")
+    sampling = y.add_argument_group("sampling (default: the model's generation_config.json)")
+    sampling.add_argument("--seed", type=int, default=None, help="fixes the sampling (reproducible output)")
+    sampling.add_argument("--greedy", action="store_true", help="argmax codes (no sampling; deterministic)")
+    sampling.add_argument("--temperature", type=float, default=None)
+    sampling.add_argument("--top-k", type=int, default=None)
+    sampling.add_argument("--top-p", type=float, default=None)
+    sampling.add_argument("--repetition-penalty", type=float, default=None)
+    sampling.add_argument("--max-new-tokens", type=int, default=None, help="most frames per sentence (80 ms each)")
+    y.add_argument("--no-progress", action="store_true")
+    y.set_defaults(func=_synth, parser=y)
+
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
@@ -205,6 +251,170 @@ def _write_atomic(path: Path, write) -> None:
     with open(tmp, "wb") as f:
         write(f)
     os.replace(tmp, path)
+
+
+_VOICE_MODEL_TYPE = {"clone": ("base", "cloning (--ref-audio/--prompt)"), "custom": ("custom_voice", "--speaker"),
+                     "design": ("voice_design", "--instruct without --speaker")}
+
+
+def _synth_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The voice of ``qtts synth`` from its options: clone, custom or design (``parser.error`` if inconsistent)."""
+    if args.ref_audio and args.prompt:
+        parser.error("give either --ref-audio or --prompt, not both")
+    if args.ref_text is not None and not args.ref_audio:
+        parser.error("--ref-text goes with --ref-audio")
+    if args.x_vector_only and not args.ref_audio:
+        parser.error("--x-vector-only goes with --ref-audio")
+    if args.ref_audio and args.ref_text is not None and args.x_vector_only:
+        parser.error("give either --ref-text (in-context cloning) or --x-vector-only, not both")
+    if args.ref_audio and not args.ref_text and not args.x_vector_only:
+        parser.error("--ref-audio needs --ref-text (its transcript) or --x-vector-only")
+    if args.ref_audio or args.prompt:
+        if args.speaker or args.instruct:
+            parser.error("cloning a voice (--ref-audio/--prompt) takes no --speaker or --instruct")
+        return "clone"
+    if args.save_prompt:
+        parser.error("--save-prompt needs --ref-audio (or --prompt)")
+    if args.speaker:
+        return "custom"
+    if args.instruct:
+        return "design"
+    parser.error("choose a voice: --speaker NAME, --instruct TEXT, or --ref-audio FILE / --prompt FILE")
+
+
+def _synth_inputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[tuple[str, str, Path]]:
+    """``(id, text, wav path)`` of every utterance, in input order."""
+    out = Path(args.out)
+    if args.text is not None:
+        if not args.text.strip():
+            parser.error("--text is empty")
+        return [("0000", args.text.strip(), out if out.suffix.lower() == ".wav" else out / "0000.wav")]
+    if out.suffix.lower() == ".wav":
+        parser.error("with --text-file, --out is a folder (not a .wav file)")
+    try:
+        lines = Path(args.text_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        parser.error(f"cannot read --text-file: {e}")
+    rows = []
+    items = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    width = max(4, len(str(len(items) - 1)))
+    for index, (n, line) in enumerate(items):
+        ident, text = f"{index:0{width}d}", line.strip()
+        if "\t" in line:
+            ident, text = (part.strip() for part in line.split("\t", 1))
+            if not ident or "/" in ident or "\\" in ident or ident.startswith("."):
+                parser.error(f"{args.text_file}:{n}: bad id {ident!r} (no '/', no leading '.')")
+            if not text:
+                parser.error(f"{args.text_file}:{n}: id {ident!r} has no text")
+        rows.append((ident, text, out / f"{ident}.wav"))
+    if not rows:
+        parser.error(f"{args.text_file}: no text")
+    seen: dict[str, int] = {}
+    for ident, _, _ in rows:
+        if ident in seen:
+            parser.error(f"{args.text_file}: id {ident!r} is used twice")
+        seen[ident] = 1
+    return rows
+
+
+def _synth(args: argparse.Namespace) -> int:
+    """``qtts synth``: every utterance is split into sentences, all pending sentences are generated in batches of
+    ``--batch-size`` with the same voice, and each utterance is written once its sentences are done (resumable)."""
+    import re
+    import time
+
+    parser = args.parser
+    mode = _synth_mode(args, parser)
+    for name in ("batch_size", "max_chars"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.pause < 0:
+        parser.error("--pause must be >= 0")
+    if args.ref_audio and not Path(args.ref_audio).is_file():
+        parser.error(f"--ref-audio {args.ref_audio}: file not found")
+    if args.prompt and not Path(args.prompt).is_file():
+        parser.error(f"--prompt {args.prompt}: file not found")
+    utterances = _synth_inputs(args, parser)
+
+    import torch
+
+    from qtts.audio.io import audio_info
+
+    def fail(e: Exception) -> int:
+        message = re.sub(r"^item \d+: ", "", str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    pending = [u for u in utterances if not u[2].is_file()]
+    skipped = len(utterances) - len(pending)
+    if skipped:
+        print(f"skipped {skipped} of {len(utterances)} utterances whose wav already exists")
+    start = time.perf_counter()
+    written, seconds = 0, 0.0
+    if pending or args.save_prompt:
+        from qtts.inference import Synthesizer, VoicePrompt
+        from qtts.inference.long_form import synthesize_to_files
+
+        try:
+            synth = Synthesizer.from_pretrained(args.model, codec=args.codec, device=args.device,
+                                                dtype=getattr(torch, args.dtype))
+        except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as e:  # torch: no CUDA → assert
+            return fail(e)
+        wanted, options = _VOICE_MODEL_TYPE[mode]
+        if synth.model_type is not None and synth.model_type != wanted:
+            return fail(ValueError(f"{args.model} is a {synth.model_type!r} model; {options} needs a {wanted!r} one"))
+        if mode == "custom" and args.speaker.lower() not in synth.speakers:
+            return fail(ValueError(f"speaker {args.speaker!r} is not one of this model's: {synth.speakers}"))
+
+        sampling = {k: v for k, v in dict(seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                                          top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                          max_new_tokens=args.max_new_tokens).items() if v is not None}
+        if args.greedy:
+            sampling.update(do_sample=False, subtalker_dosample=False)
+        if mode == "clone":
+            source = args.prompt or args.ref_audio
+            try:  # the voice is encoded once and every sentence reuses it
+                if args.prompt:
+                    prompt = VoicePrompt.load(args.prompt)
+                else:
+                    prompt = synth.create_voice_prompt(args.ref_audio, args.ref_text, args.x_vector_only)
+            except Exception as e:  # noqa: BLE001 - unreadable audio / prompt files: one line, not a traceback
+                return fail(e if str(e).startswith(str(source)) else ValueError(f"{source}: {e}"))
+            if args.save_prompt:
+                prompt.save(args.save_prompt)
+                print(f"wrote voice prompt {args.save_prompt}")
+        else:
+            prompt = None
+
+        def generate(texts: list[str]) -> list:
+            """The same voice for every sentence: one prompt, one speaker (and instruct), or one description."""
+            if mode == "clone":
+                return synth.voice_clone(texts, prompt=prompt, language=args.language, **sampling)
+            if mode == "custom":
+                return synth.custom_voice(texts, speaker=args.speaker, language=args.language,
+                                          instruct=args.instruct, **sampling)
+            return synth.voice_design(texts, instruct=args.instruct, language=args.language, **sampling)
+
+        show = not args.no_progress and sys.stderr.isatty()
+        try:
+            written, seconds = synthesize_to_files(generate, [(text, path) for _, text, path in pending],
+                                                   synth.sample_rate, args.batch_size, args.max_chars, args.pause,
+                                                   progress=show)
+        except ValueError as e:
+            return fail(e)
+    wall = time.perf_counter() - start
+
+    if args.text_file is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [json.dumps({"id": ident, "text": text, "audio": path.name,
+                            "duration": round(audio_info(path).duration, 4)}, ensure_ascii=False)
+                for ident, text, path in utterances if path.is_file()]
+        _write_atomic(out / "manifest.jsonl", lambda f: f.write("".join(r + "\n" for r in rows).encode("utf-8")))
+    rtf = f"{wall / seconds:.3f}" if seconds else "n/a"
+    print(f"wrote {written} files, {seconds:.2f} s of audio in {wall:.2f} s (real-time factor {rtf})"
+          + (f" to {args.out}" if written or args.text_file else ""))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

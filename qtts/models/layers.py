@@ -19,6 +19,33 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and keys) with faster CPU paths for the few rows of a decoding step.
+
+    Decoding multiplies 1–32 rows (a batch's single positions) by large weights, which is memory-bound. On CPU,
+    MKL's float32 GEMV/GEMM leave bandwidth unused there. Measured on a 2-core AMD EPYC at the released 0.6B
+    shapes, per frame (talker step + 15 code-predictor passes): one row 888 ms → 577 ms with oneDNN's linear
+    (no autograd), four rows 1930 ms → 879 ms as ``weight @ x.T``. Results equal up to summation order.
+    """
+
+    SKINNY_ROWS = 32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // max(x.shape[-1], 1)
+        if x.device.type != "cpu" or x.dtype != torch.float32 or not 1 <= rows <= self.SKINNY_ROWS:
+            return super().forward(x)
+        if rows == 1:
+            if _ONEDNN_LINEAR and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)):
+                return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+            return super().forward(x)
+        y = torch.mm(self.weight, x.reshape(rows, x.shape[-1]).t()).t()
+        y = y.contiguous() if self.bias is None else y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm computed in float32 (low-precision inputs lose too much in the mean of squares)."""
 
@@ -171,10 +198,10 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.sliding_window = sliding_window
         self.dropout = dropout
-        self.q_proj = nn.Linear(hidden_size, num_heads * head_dim, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
-        self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=bias)
+        self.q_proj = Linear(hidden_size, num_heads * head_dim, bias=bias)
+        self.k_proj = Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
+        self.v_proj = Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
+        self.o_proj = Linear(num_heads * head_dim, hidden_size, bias=bias)
         if qk_norm:  # Qwen3: RMSNorm over each head's vector, before RoPE
             self.q_norm = RMSNorm(head_dim, norm_eps)
             self.k_norm = RMSNorm(head_dim, norm_eps)
@@ -199,8 +226,10 @@ class Attention(nn.Module):
             start = cache.length
             keep = None if self.sliding_window is None else self.sliding_window - 1
             k, v = cache.update(k, v, keep)
-        allowed = None  # plain causal attention: SDPA's is_causal path (flash kernels on GPU)
-        if mask is not None or self.sliding_window is not None or k.shape[2] != length:
+        allowed, causal = None, True  # plain causal attention: SDPA's is_causal path (flash kernels on GPU)
+        if length == 1 and mask is None:
+            causal = False  # one new query sees every cached key (the cache keeps only what the window reaches)
+        elif mask is not None or self.sliding_window is not None or k.shape[2] != length:
             query_positions = torch.arange(start, start + length, device=x.device)
             key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
             allowed = causal_mask(query_positions, key_positions, self.sliding_window)
@@ -208,7 +237,7 @@ class Attention(nn.Module):
                 allowed = allowed & (mask | (query_positions[:, None] == key_positions[None, :]))
 
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0, is_causal=allowed is None,
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0, is_causal=causal and allowed is None,
             enable_gqa=self.num_heads != self.num_kv_heads,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
@@ -219,9 +248,9 @@ class SwiGLU(nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
-        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.gate_proj = Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

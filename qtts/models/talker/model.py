@@ -47,8 +47,14 @@ class TTSModel(nn.Module):
         except (TypeError, ValueError) as e:
             raise ValueError(f"{config_path}: {e}") from e
         weights, path = load_weights(folder)
+        return cls.from_state(config, weights, path, dtype)
+
+    @classmethod
+    def from_state(cls, config: TTSConfig, weights: dict[str, torch.Tensor], source: str | os.PathLike,
+                   dtype: torch.dtype | None = torch.float32) -> "TTSModel":
+        """A model from a state dict with the released keys (checked strictly; errors name ``source``)."""
         model = cls.empty(config)
-        check_weights(model.state_dict(), weights, path)
+        check_weights(model.state_dict(), weights, source)
         if dtype is not None:
             weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
         model.load_state_dict(weights, strict=True, assign=True)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from qtts.models.layers import (
-    KVCache, RMSNorm, RotaryEmbedding, TransformerBlock, document_positions,
+    KVCache, Linear, RMSNorm, RotaryEmbedding, TransformerBlock, document_positions,
 )
 from qtts.models.layers import attention_mask as build_mask  # `attention_mask` is forward's argument
 from qtts.models.talker.config import CodePredictorConfig, TalkerConfig
@@ -82,8 +82,8 @@ class ResizeMLP(nn.Module):
 
     def __init__(self, in_size: int, hidden_size: int, out_size: int):
         super().__init__()
-        self.linear_fc1 = nn.Linear(in_size, hidden_size)
-        self.linear_fc2 = nn.Linear(hidden_size, out_size)
+        self.linear_fc1 = Linear(in_size, hidden_size)
+        self.linear_fc2 = Linear(hidden_size, out_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_fc2(F.silu(self.linear_fc1(x)))
@@ -111,10 +111,10 @@ class CodePredictor(nn.Module):
         self.config = config
         self.model = CodePredictorModel(config, talker_hidden)
         self.lm_head = nn.ModuleList(
-            nn.Linear(config.hidden_size, config.vocab_size, bias=False) for _ in range(config.num_code_groups - 1)
+            Linear(config.hidden_size, config.vocab_size, bias=False) for _ in range(config.num_code_groups - 1)
         )
         if config.hidden_size != talker_hidden:
-            self.small_to_mtp_projection = nn.Linear(talker_hidden, config.hidden_size)
+            self.small_to_mtp_projection = Linear(talker_hidden, config.hidden_size)
         else:
             self.small_to_mtp_projection = nn.Identity()
 
@@ -140,7 +140,7 @@ class Talker(nn.Module):
         self.config = config
         self.model = TalkerModel(config)
         self.text_projection = ResizeMLP(config.text_hidden_size, config.text_hidden_size, config.hidden_size)
-        self.codec_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.codec_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.code_predictor = CodePredictor(config.code_predictor_config, config.hidden_size)
 
     @property

@@ -1,0 +1,378 @@
+"""``Synthesizer``: text → 24 kHz speech with a released, exported or freshly trained model, offline or streamed.
+
+The three voices of the released models — cloning a reference (Base), preset speakers (CustomVoice) and voices
+described in words (VoiceDesign) — are the same pipeline with different prefills (``qtts.data.sequences``, the
+builder training uses too): prefill → ``generate_frames`` → codec decoder. Offline output equals qwen-tts's
+(greedy codes and waveforms are tested against it); ``stream=True`` yields audio packets while generating.
+
+Inputs follow qwen-tts: a string gives one waveform, a list gives a list (other arguments are broadcast or
+given per item). Outputs are float32 CPU tensors at ``sample_rate``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from qtts.audio.io import load_audio, resample
+from qtts.data.batching import collate_prefill
+from qtts.data.sequences import build_sequence, embed_dual_track
+from qtts.inference.generation import Frame, generate_frames
+from qtts.inference.sampling import CodeSampler, SamplingConfig
+from qtts.inference.streaming import StreamDecoder
+from qtts.inference.voice import VoicePrompt
+from qtts.models.codec.model import SUBFOLDER, SpeechTokenizer
+from qtts.models.checkpoint import CONFIG_NAME
+from qtts.models.talker import TTSConfig, TTSModel
+from qtts.text.languages import get_language, is_known_language
+from qtts.text.special_ids import CodecSpecialIds, TextSpecialIds
+from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
+from qtts.text.tokenizer import TextTokenizer, load_text_tokenizer
+
+AudioLike = Any  # a file path, a (samples, sample_rate) pair, or a 1-D tensor/array at 24 kHz
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+
+
+@dataclass
+class Request:
+    """One utterance to synthesize: the text and everything that selects its voice."""
+
+    text: str
+    language: str = "auto"
+    speaker: str | None = None
+    instruct: str | None = None
+    prompt: VoicePrompt | None = None
+    non_streaming_mode: bool = True  # text layout: all text before the audio (True) or interleaved with it
+
+
+class Synthesizer:
+    def __init__(self, model: TTSModel, codec: SpeechTokenizer, tokenizer: TextTokenizer,
+                 sampling: SamplingConfig | None = None):
+        self.model, self.codec, self.tokenizer = model.eval(), codec.eval(), tokenizer
+        self.sampling = sampling or SamplingConfig()
+        config = model.config
+        self.text_ids = TextSpecialIds.from_config(config.to_dict())
+        self.codec_ids = CodecSpecialIds.from_config(config.talker_config.to_dict())
+        talker = config.talker_config
+        self._languages = {k.lower(): v for k, v in (talker.codec_language_id or {}).items()}
+        self._speakers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in (talker.spk_id or {}).items()}
+        self._dialects = {k.lower(): v for k, v in (talker.spk_is_dialect or {}).items()}
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, codec: str | os.PathLike | None = None,
+                        tokenizer: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "Synthesizer":
+        """Load a released or exported model folder (``speech_tokenizer/`` inside, or ``codec``), a training
+        run folder (its ``export/``), or a talker training checkpoint (``.ckpt``; its codec from ``codec`` or the
+        run's ``task.codec``). The text tokenizer comes from ``tokenizer``, the model folder, or the built-in
+        Qwen2 BPE (the released vocabulary). The codec stays float32 (its codes change in bfloat16)."""
+        path = Path(path)
+        folder = None
+        if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "export" / CONFIG_NAME).is_file():
+            path = path / "export"
+        if path.is_file():
+            model, codec = _from_checkpoint(path, codec, dtype)
+        elif (path / CONFIG_NAME).is_file():
+            folder = path
+            model = TTSModel.from_pretrained(path, dtype=dtype)
+        else:
+            raise FileNotFoundError(f"{path}: neither a model folder ({CONFIG_NAME}), a run folder (export/) "
+                                    "nor a training checkpoint file")
+        if codec is None:
+            if folder is None or not (folder / SUBFOLDER / CONFIG_NAME).is_file():
+                raise FileNotFoundError(f"{path}: no {SUBFOLDER}/ inside; pass codec= (a speech tokenizer folder)")
+            codec = folder
+        if tokenizer is None and folder is not None and any((folder / f).is_file() for f in TOKENIZER_FILES):
+            tokenizer = folder
+        sampling = SamplingConfig.from_folder(folder) if folder is not None else SamplingConfig()
+        return cls(model.to(device), SpeechTokenizer.from_pretrained(codec).to(device),
+                   load_text_tokenizer(tokenizer), sampling)
+
+    # -- what the model offers -------------------------------------------------------------------------------
+    @property
+    def model_type(self) -> str | None:
+        """``base`` (voice clone), ``custom_voice`` (preset speakers) or ``voice_design`` (instruct)."""
+        return self.model.config.tts_model_type
+
+    @property
+    def speakers(self) -> list[str]:
+        return list(self._speakers)
+
+    @property
+    def languages(self) -> list[str]:
+        """``auto`` and the model's languages (dialects are chosen through their speakers)."""
+        return ["auto"] + [k for k in self._languages if "dialect" not in k]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.talker.parameters()).device
+
+    # -- the three voices ------------------------------------------------------------------------------------
+    def voice_clone(self, text: str | Sequence[str], ref_audio: AudioLike | Sequence[AudioLike] | None = None,
+                    ref_text: str | Sequence[str | None] | None = None, x_vector_only: bool = False,
+                    language: str | Sequence[str] = "auto", prompt: VoicePrompt | Sequence[VoicePrompt] | None = None,
+                    non_streaming_mode: bool = False, stream: bool = False, packet_frames: int = 4,
+                    first_packet_frames: int | None = None, **sampling):
+        """Speak ``text`` in the voice of a reference recording (Base models). In-context cloning (the default)
+        needs ``ref_text``, the reference's transcript; ``x_vector_only`` uses the speaker vector alone. Give a
+        ``prompt`` (``create_voice_prompt``) to reuse a reference without re-encoding it."""
+        texts, single = _as_list(text)
+        if prompt is None:
+            if ref_audio is None:
+                raise ValueError("voice_clone needs ref_audio (with ref_text, or x_vector_only=True) or a prompt")
+            prompt = self.create_voice_prompt(ref_audio, ref_text, x_vector_only)
+        prompts = _broadcast(prompt, len(texts), "prompt")
+        requests = [Request(t, lang, prompt=p, non_streaming_mode=non_streaming_mode)
+                    for t, lang, p in zip(texts, _broadcast(language, len(texts), "language"), prompts)]
+        return self._run(requests, single, stream, packet_frames, first_packet_frames, sampling)
+
+    def custom_voice(self, text: str | Sequence[str], speaker: str | Sequence[str],
+                     language: str | Sequence[str] = "auto", instruct: str | Sequence[str | None] | None = None,
+                     non_streaming_mode: bool = True, stream: bool = False, packet_frames: int = 4,
+                     first_packet_frames: int | None = None, **sampling):
+        """Speak ``text`` as one of the model's named speakers; ``instruct`` steers the style (1.7B models; the
+        0.6B CustomVoice models were not trained with it, and it is dropped with a warning, as qwen-tts drops it)."""
+        texts, single = _as_list(text)
+        if instruct is not None and self.model.config.tts_model_size == "0b6":
+            warnings.warn("this 0.6B custom-voice model takes no instruct; it is ignored", stacklevel=2)
+            instruct = None
+        requests = [Request(t, lang, speaker=s, instruct=i or None, non_streaming_mode=non_streaming_mode)
+                    for t, lang, s, i in zip(texts, _broadcast(language, len(texts), "language"),
+                                             _broadcast(speaker, len(texts), "speaker"),
+                                             _broadcast(instruct, len(texts), "instruct"))]
+        return self._run(requests, single, stream, packet_frames, first_packet_frames, sampling)
+
+    def voice_design(self, text: str | Sequence[str], instruct: str | Sequence[str],
+                     language: str | Sequence[str] = "auto", non_streaming_mode: bool = True, stream: bool = False,
+                     packet_frames: int = 4, first_packet_frames: int | None = None, **sampling):
+        """Speak ``text`` in a voice described by ``instruct`` (VoiceDesign models)."""
+        texts, single = _as_list(text)
+        if self.model_type != "voice_design":
+            raise ValueError(f"voice_design needs a VoiceDesign model; this one is {self.model_type!r}")
+        requests = [Request(t, lang, instruct=i, non_streaming_mode=non_streaming_mode)
+                    for t, lang, i in zip(texts, _broadcast(language, len(texts), "language"),
+                                          _broadcast(instruct, len(texts), "instruct"))]
+        return self._run(requests, single, stream, packet_frames, first_packet_frames, sampling)
+
+    @torch.inference_mode()
+    def create_voice_prompt(self, ref_audio: AudioLike | Sequence[AudioLike], ref_text: str | Sequence | None = None,
+                            x_vector_only: bool = False) -> VoicePrompt | list[VoicePrompt]:
+        """Encode reference recordings once: the speaker vector, and for in-context cloning the codes (all
+        references in one padded codec batch, as qwen-tts encodes them)."""
+        if self.model.speaker_encoder is None:
+            raise ValueError(f"voice cloning needs a Base model (with a speaker encoder); this one is "
+                             f"{self.model_type!r}")
+        audios, single = _as_list(ref_audio, atom=_is_audio)
+        texts = _broadcast(ref_text, len(audios), "ref_text")
+        if not x_vector_only:
+            missing = [i for i, t in enumerate(texts) if not t]
+            if missing:
+                raise ValueError(f"in-context cloning needs ref_text for every reference (missing for item(s) "
+                                 f"{missing}); or pass x_vector_only=True")
+        wavs = [self._load_reference(a, i) for i, a in enumerate(audios)]
+        encoder = self.model.speaker_encoder
+        dtype = next(encoder.parameters()).dtype
+        xvectors = [encoder.embed_audio(w.to(self.device, dtype)) for w in wavs]
+        codes = [None] * len(wavs) if x_vector_only else self.codec.encode([w.to(self.device) for w in wavs])
+        prompts = [VoicePrompt(x, None if x_vector_only else c.cpu(), None if x_vector_only else t)
+                   for x, c, t in zip(xvectors, codes, texts)]
+        return prompts[0] if single else prompts
+
+    # -- codes -----------------------------------------------------------------------------------------------
+    def generate_codes(self, requests: Sequence[Request], **sampling) -> list[torch.Tensor]:
+        """The codes (frames, 16) of each request, up to its EOS (the reference's codes not included)."""
+        frames = list(self._frames(requests, self.sampling.replace(**sampling), check_every=8))
+        if not frames:
+            return [torch.zeros(0, self.model.config.talker_config.num_code_groups, dtype=torch.long)] * len(requests)
+        codes = torch.stack([f.codes for f in frames], 1)
+        counts = torch.stack([f.alive for f in frames], 1).sum(1).tolist()
+        return [c[:n].cpu() for c, n in zip(codes, counts)]
+
+    def _frames(self, requests: Sequence[Request], sampling: SamplingConfig, check_every: int = 1) -> Iterator[Frame]:
+        talker = self.model.talker
+        embeds, mask, trailing, pad = self._prefill(requests)
+        config = self.model.config.talker_config
+        sampler = CodeSampler(sampling, len(requests), config.vocab_size, config.code_predictor_config.vocab_size,
+                              self.codec_ids.eos, self.device)
+        if self.device.type != "cuda":
+            check_every = 1  # a check costs nothing off-GPU, and saves the steps of an ended batch
+        return generate_frames(talker, embeds, mask, trailing, pad, sampler, sampling.max_new_tokens, check_every)
+
+    @torch.inference_mode()
+    def _prefill(self, requests: Sequence[Request]):
+        seqs, xvectors = [], []
+        for i, r in enumerate(requests):
+            if not r.text or not r.text.strip():
+                raise ValueError(f"item {i}: the text is empty")
+            target = target_ids(self.tokenizer, r.text)
+            speaker = self._speaker_id(r.speaker, i)
+            prompt = r.prompt
+            seqs.append(build_sequence(
+                target.content, role_ids=target.role, language=self._language_id(r.language, r.speaker, i),
+                speaker=speaker, xvector=prompt is not None,
+                instruct_ids=list(instruct_ids(self.tokenizer, r.instruct).ids) if r.instruct else None,
+                ref_text_ids=ref_text_ids(self.tokenizer, prompt.ref_text).content if prompt and prompt.in_context else None,
+                ref_codes=prompt.ref_codes if prompt and prompt.in_context else None,
+                streaming=not r.non_streaming_mode, text_special=self.text_ids, codec_special=self.codec_ids,
+            ))
+            if prompt is not None:
+                xvectors.append(prompt.xvector)
+        talker = self.model.talker
+        batch = collate_prefill(seqs, text_special=self.text_ids).to(self.device)
+        dtype = talker.codec_head.weight.dtype
+        embeds = embed_dual_track(
+            batch, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
+            residual_embeds=list(talker.code_predictor.model.codec_embedding),
+            xvectors=torch.stack(xvectors).to(self.device, dtype) if xvectors else None,
+        )
+        trailing = talker.embed_text(batch.trailing_text_ids)
+        pad = talker.embed_text(torch.tensor([self.text_ids.tts_pad], device=self.device))[0]
+        return embeds, batch.attention_mask, trailing, pad
+
+    def _language_id(self, language: str | None, speaker: str | None, item: int) -> int | None:
+        key = str(language or "auto").strip().lower()
+        if key != "auto" and key not in self._languages and is_known_language(key):
+            key = get_language(key).name  # a code ("en") → the config's name ("english")
+        if key != "auto" and key not in self._languages:
+            raise ValueError(f"item {item}: language {language!r} is not one of this model's: {self.languages}")
+        dialect = self._dialects.get(speaker.lower()) if speaker else None
+        if dialect and key in ("auto", "chinese"):  # a dialect speaker speaks its dialect (as qwen-tts does)
+            return self._languages[str(dialect).lower()]
+        return None if key == "auto" else self._languages[key]
+
+    def _speaker_id(self, speaker: str | None, item: int) -> int | None:
+        if not speaker:
+            return None
+        if speaker.lower() not in self._speakers:
+            raise ValueError(f"item {item}: speaker {speaker!r} is not one of this model's: {self.speakers}")
+        return int(self._speakers[speaker.lower()])
+
+    def _load_reference(self, audio: AudioLike, item: int) -> torch.Tensor:
+        rate = self.codec.config.input_sample_rate
+        if isinstance(audio, (str, os.PathLike)):
+            return load_audio(audio, rate)[0][0]
+        if isinstance(audio, tuple):
+            wav, sr = audio
+            wav = torch.as_tensor(wav, dtype=torch.float32)
+            wav = wav.mean(0) if wav.dim() == 2 else wav
+            return resample(wav.unsqueeze(0), int(sr), rate)[0]
+        wav = torch.as_tensor(audio, dtype=torch.float32)
+        if wav.dim() != 1 or wav.numel() == 0:
+            raise ValueError(f"reference {item}: a waveform must be 1-D and non-empty at {rate} Hz "
+                             f"(or pass (samples, sample_rate)), got shape {tuple(wav.shape)}")
+        return wav
+
+    # -- audio -----------------------------------------------------------------------------------------------
+    def _run(self, requests: list[Request], single: bool, stream: bool, packet_frames: int,
+             first_packet_frames: int | None, sampling: dict):
+        if stream:
+            chunks = self.stream(requests, packet_frames, first_packet_frames, **sampling)
+            return (c[0] for c in chunks) if single else chunks
+        wavs = self.decode(self.generate_codes(requests, **sampling), [r.prompt for r in requests])
+        return wavs[0] if single else wavs
+
+    def decode(self, codes: Sequence[torch.Tensor], prompts: Sequence[VoicePrompt | None] | None = None
+               ) -> list[torch.Tensor]:
+        """Codes → waveforms, as qwen-tts decodes them: in one batch; with an in-context prompt, its reference
+        codes are decoded in front and their ``frames × hop`` samples cut off again."""
+        prompts = list(prompts) if prompts is not None else [None] * len(codes)
+        refs = [p.ref_codes if p is not None and p.in_context else None for p in prompts]
+        full = [c if r is None else torch.cat([r.to(c.device), c]) for c, r in zip(codes, refs)]
+        hop = self.codec.config.decode_upsample_rate
+        keep = [i for i, c in enumerate(full) if len(c)]
+        out = [torch.zeros(0)] * len(codes)
+        if keep:
+            wavs = self.codec.decode([full[i].to(self.device) for i in keep])
+            for i, wav in zip(keep, wavs):
+                start = 0 if refs[i] is None else len(refs[i]) * hop
+                out[i] = wav[start:].float().cpu()
+        return out
+
+    def stream(self, requests: Sequence[Request], packet_frames: int = 4, first_packet_frames: int | None = None,
+               **sampling) -> Iterator[list[torch.Tensor]]:
+        """Yield, every ``packet_frames`` generated frames (the first after ``first_packet_frames``), one audio
+        chunk per request (empty once it has ended). Rows with in-context references of equal length share one
+        decoder state, primed with their reference codes."""
+        if packet_frames < 1 or (first_packet_frames is not None and first_packet_frames < 1):
+            raise ValueError("packet sizes must be >= 1 frame")
+        sampling_config = self.sampling.replace(**sampling)
+        frames = self._frames(requests, sampling_config, check_every=packet_frames)
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):
+            ref = r.prompt.ref_codes if r.prompt is not None and r.prompt.in_context else None
+            groups.setdefault(0 if ref is None else len(ref), []).append(i)
+        decoders = {}
+        for length, rows in groups.items():
+            prefix = None if length == 0 else torch.stack([requests[i].prompt.ref_codes for i in rows]).to(self.device)
+            decoders[length] = (rows, StreamDecoder(self.codec.decoder, prefix))
+        hop = self.codec.config.decode_upsample_rate
+        size, packet = first_packet_frames or packet_frames, []
+        for frame in frames:
+            packet.append(frame)
+            if len(packet) == size:
+                yield self._decode_packet(packet, decoders, hop)
+                size, packet = packet_frames, []
+        if packet:
+            yield self._decode_packet(packet, decoders, hop)
+
+    @staticmethod
+    def _decode_packet(packet: list[Frame], decoders: dict, hop: int) -> list[torch.Tensor]:
+        codes = torch.stack([f.codes for f in packet], 1)
+        alive = torch.stack([f.alive for f in packet], 1)
+        codes = codes.masked_fill(~alive.unsqueeze(-1), 0)  # ended rows decode code 0; their audio is dropped
+        counts = alive.sum(1).tolist()
+        out: list[torch.Tensor] = [torch.zeros(0)] * len(codes)
+        for rows, decoder in decoders.values():
+            if not any(counts[i] for i in rows):
+                continue
+            audio = decoder(codes[rows])
+            for j, i in enumerate(rows):
+                out[i] = audio[j, : counts[i] * hop].float().cpu()
+        return out
+
+
+def _from_checkpoint(path: Path, codec, dtype: torch.dtype) -> tuple[TTSModel, Any]:
+    """A talker training checkpoint (Lightning ``.ckpt`` of ``TalkerTask``) → its model, and its codec folder."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if not isinstance(hparams.get("model"), dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path}: not a talker training checkpoint (no hyper_parameters.model / state_dict); "
+                         "sharded (FSDP) checkpoints must be exported first")
+    weights = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    model = TTSModel.from_state(TTSConfig.from_dict(hparams["model"]), weights, path, dtype)
+    codec = codec or hparams.get("codec")
+    if codec is None:
+        raise ValueError(f"{path}: the run names no codec (task.codec); pass codec= (a speech tokenizer folder)")
+    return model, codec
+
+
+def _is_audio(x) -> bool:
+    return isinstance(x, (str, os.PathLike, tuple)) or (hasattr(x, "dim") and x.dim() == 1) or (
+        hasattr(x, "ndim") and x.ndim == 1)
+
+
+def _as_list(x, atom=lambda v: isinstance(v, str)) -> tuple[list, bool]:
+    """(items, whether a single item was given)."""
+    return ([x], True) if atom(x) else (list(x), False)
+
+
+def _broadcast(value, n: int, name: str) -> list:
+    """A single value for every item, or one per item."""
+    if value is None or isinstance(value, (str, VoicePrompt)) or _is_audio(value):
+        return [value] * n
+    values = list(value)
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ValueError(f"{name}: {len(values)} values for {n} texts")
+    return values
