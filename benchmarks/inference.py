@@ -169,18 +169,19 @@ def check_lengths(side: str, lengths: list[int], frames: int) -> None:
         raise AssertionError(f"{side}: output lengths {lengths}, expected {expected} samples ({frames} frames) each")
 
 
+def timed(device, fn):
+    """(fn(), wall seconds), with the device synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return result, time.perf_counter() - start
+
+
 def run_qtts(ours, texts, frames, seed, device, timings: Timings | None, key) -> None:
-    sync(device)
-    start = time.perf_counter()
-    lengths = qtts_offline(ours, texts, frames, seed)
-    sync(device)
-    wall = time.perf_counter() - start
+    lengths, wall = timed(device, lambda: qtts_offline(ours, texts, frames, seed))
     check_lengths("qtts offline", lengths, frames)
-    sync(device)
-    start = time.perf_counter()
-    lengths, first = qtts_stream(ours, texts, frames, seed)
-    sync(device)
-    stream_wall = time.perf_counter() - start
+    (lengths, first), stream_wall = timed(device, lambda: qtts_stream(ours, texts, frames, seed))
     check_lengths("qtts stream", lengths, frames)
     if timings is not None:
         timings.add((*key, "qtts offline"), wall)
@@ -189,11 +190,7 @@ def run_qtts(ours, texts, frames, seed, device, timings: Timings | None, key) ->
 
 
 def run_qwen(theirs, texts, frames, seed, device, timings: Timings | None, key) -> None:
-    sync(device)
-    start = time.perf_counter()
-    lengths = qwen_generate(theirs, texts, frames, seed)
-    sync(device)
-    wall = time.perf_counter() - start
+    lengths, wall = timed(device, lambda: qwen_generate(theirs, texts, frames, seed))
     check_lengths("qwen-tts", lengths, frames)
     if timings is not None:
         timings.add((*key, "qwen-tts"), wall)

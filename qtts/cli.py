@@ -114,6 +114,29 @@ def main(argv: list[str] | None = None) -> int:
     y.add_argument("--no-progress", action="store_true")
     y.set_defaults(func=_synth, parser=y)
 
+    sp = commands.add_parser("speakers", help="named speakers (custom voices)")
+    sp = sp.add_subparsers(dest="speakers_command", required=True)
+    sa = sp.add_parser("add", help="a Base folder + a corpus → the same model with a codec row per speaker of the "
+                       "corpus, each started from the speaker's mean x-vector (then fine-tune it)")
+    sa.add_argument("base", help="Base model folder (with speaker_encoder weights and speech_tokenizer/)")
+    sa.add_argument("corpus", help="extract-codes folder or manifest .jsonl (speaker and audio of each row)")
+    sa.add_argument("out")
+    sa.add_argument("--codec", default=None, help="speech tokenizer folder (default: BASE/speech_tokenizer)")
+    sa.add_argument("--start", type=int, default=3000, help="lowest codec row for new speakers")
+    sa.add_argument("--max-clips", type=int, default=20, help="clips per speaker for its mean x-vector")
+    sa.set_defaults(func=_speakers_add)
+
+    ex = commands.add_parser("export", help="a trained talker → a released-layout folder (qwen-tts loads it)")
+    ex.add_argument("source", help="talker checkpoint (.ckpt), run folder (its newest checkpoint) or model folder")
+    ex.add_argument("out")
+    ex.add_argument("--model-type", choices=["base", "custom_voice", "voice_design"], default=None,
+                   help="custom_voice: named speakers, no speaker encoder (default: the model's own type)")
+    ex.add_argument("--codec", default=None, help="speech tokenizer folder (default: the run's task.codec, or "
+                   "--base's speech_tokenizer/)")
+    ex.add_argument("--base", default=None, help="the folder it was fine-tuned from: tokenizer files and generation "
+                   "config are copied from it (default: the run's task.init_from)")
+    ex.set_defaults(func=_export)
+
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
@@ -414,6 +437,44 @@ def _synth(args: argparse.Namespace) -> int:
     rtf = f"{wall / seconds:.3f}" if seconds else "n/a"
     print(f"wrote {written} files, {seconds:.2f} s of audio in {wall:.2f} s (real-time factor {rtf})"
           + (f" to {args.out}" if written or args.text_file else ""))
+    return 0
+
+
+def _speakers_add(args: argparse.Namespace) -> int:
+    from qtts.adapters.speakers import add_speakers_from_rows
+
+    corpus = Path(args.corpus)
+    if corpus.is_dir():
+        from qtts.data.extract_codes import open_codes
+
+        rows = open_codes(corpus).remove_columns(["codes"])
+    else:
+        from qtts.data.manifest import read_manifest
+
+        rows = [u.to_json() for u in read_manifest(corpus)]
+    try:
+        added = add_speakers_from_rows(args.base, rows, args.out, codec=args.codec, start=args.start,
+                                       max_clips=args.max_clips)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: " + ", ".join(f"{name} → row {row}" for name, row in sorted(added.items())))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from qtts.models.export import export_release
+    from qtts.models.trained import load_trained
+
+    try:
+        model, hparams = load_trained(args.source, dtype=None)
+        out = export_release(model, args.out, model_type=args.model_type, codec=args.codec or hparams.get("codec"),
+                             source=args.base or hparams.get("init_from"))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    speakers = sorted((model.config.talker_config.spk_id or {})) if args.model_type != "base" else []
+    print(f"exported {out}" + (f" (speakers: {', '.join(speakers)})" if speakers else ""))
     return 0
 
 

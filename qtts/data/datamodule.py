@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import functools
 import zlib
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
@@ -163,22 +164,33 @@ class TalkerDataModule(SplitDataModule):
     xvector: reserve the x-vector slot and load reference clips: must be on for Base models (with a speaker
         encoder) and off for CustomVoice / VoiceDesign ones.
     tokenizer: a model folder with the text tokenizer (None: the built-in Qwen2 BPE).
+    speakers_from: custom voices: a model folder whose ``spk_id`` gives every speaker of the data its codec row
+        (``qtts speakers add`` writes one); ``clone_prob`` then mixes in x-vector (cloning) examples.
     The remaining options are ``TalkerCorpus``'s.
     """
 
     def __init__(self, codes: str | list, tokenizer: str | None = None, val_fraction: float = 0.05,
                  max_tokens_per_batch: int = 16_384, pack_length: int | None = None, max_length: int = 8192,
                  xvector: bool = True, reference: str = "self", reference_seconds: float = 6.0,
-                 auto_language_prob: float = 0.2, streaming_prob: float = 0.0, max_batch_size: int | None = None,
-                 num_buckets: int = 10, num_workers: int = 2, seed: int = 0):
+                 auto_language_prob: float = 0.2, streaming_prob: float = 0.0, speakers_from: str | None = None,
+                 clone_prob: float = 0.0, max_batch_size: int | None = None, num_buckets: int = 10,
+                 num_workers: int = 2, seed: int = 0):
         super().__init__(val_fraction, max_tokens_per_batch, max_batch_size, num_buckets, num_workers, seed)
         if pack_length is not None and pack_length > max_tokens_per_batch:
             raise ValueError(f"pack_length {pack_length} exceeds max_tokens_per_batch {max_tokens_per_batch}")
         self.corpus = codes
         self.tokenizer_folder = tokenizer
         self.pack_length, self.max_length = pack_length, max_length
+        speakers = None
+        if speakers_from is not None:
+            from qtts.models.checkpoint import read_json
+
+            speakers = read_json(Path(speakers_from) / "config.json").get("talker_config", {}).get("spk_id")
+            if not speakers:
+                raise ValueError(f"{speakers_from}/config.json names no speakers (talker_config.spk_id)")
         self.options = dict(xvector=xvector, reference=reference, reference_seconds=reference_seconds,
-                            auto_language_prob=auto_language_prob, streaming_prob=streaming_prob)
+                            auto_language_prob=auto_language_prob, streaming_prob=streaming_prob,
+                            speakers=speakers, clone_prob=clone_prob)
         self.dropped = 0
 
     def open_rows(self) -> Any:

@@ -33,17 +33,26 @@ class TalkerCorpus(Dataset):
         one): the latter teaches cloning from a different recording, as at inference.
     auto_language_prob: share of examples with the "auto" prefix instead of the explicit language.
     streaming_prob: share of examples with the streaming text layout (text leading the audio).
+    speakers: custom voices: ``{speaker name: codec row}`` (a model's ``spk_id``); every example puts its
+        speaker's row in the speaker slot. With ``xvector`` too, a ``clone_prob`` share of them takes the x-vector
+        layout instead, so the model keeps cloning voices while it learns the named ones.
     """
 
     def __init__(self, rows: Any, tokenizer: Any, *, xvector: bool = False, reference: str = "self",
                  reference_seconds: float = 6.0, auto_language_prob: float = 0.2, streaming_prob: float = 0.0,
-                 sample_rate: int = SAMPLE_RATE):
+                 speakers: dict[str, int] | None = None, clone_prob: float = 0.0, sample_rate: int = SAMPLE_RATE):
         if reference not in ("self", "other"):
             raise ValueError(f"reference must be 'self' or 'other', got {reference!r}")
-        for name, p in (("auto_language_prob", auto_language_prob), ("streaming_prob", streaming_prob)):
+        for name, p in (("auto_language_prob", auto_language_prob), ("streaming_prob", streaming_prob),
+                        ("clone_prob", clone_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if clone_prob > 0 and not (xvector and speakers):
+            raise ValueError("clone_prob mixes x-vector examples into speaker-row training: it needs speakers and "
+                             "xvector=true")
         self.rows = rows
+        self.speakers = {str(k).lower(): (v[0] if isinstance(v, list) else int(v)) for k, v in (speakers or {}).items()}
+        self.clone_prob = clone_prob if speakers else 1.0
         self.xvector, self.reference, self.reference_seconds = xvector, reference, reference_seconds
         self.auto_language_prob, self.streaming_prob = auto_language_prob, streaming_prob
         self.sample_rate = sample_rate
@@ -55,13 +64,19 @@ class TalkerCorpus(Dataset):
             by_speaker[speaker].append(i)
         self._same_speaker = by_speaker
         self._speakers = list(_column(rows, "speaker"))
+        if self.speakers:
+            unknown = sorted({str(name) for name in by_speaker if str(name).lower() not in self.speakers})
+            if unknown:
+                raise ValueError(f"speakers {unknown[:10]} of the data have no row in speakers "
+                                 f"({sorted(self.speakers)}); add them to the model first (qtts speakers add)")
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def lengths(self) -> list[int]:
         """Positions of each example (the longest layout it can take), for batching and packing."""
-        return [sequence_length(len(t), n_target_frames=n, explicit_language=True, speaker_slot=self.xvector)
+        slot = self.xvector or bool(self.speakers)
+        return [sequence_length(len(t), n_target_frames=n, explicit_language=True, speaker_slot=slot)
                 for t, n in zip(self.text_ids, self.num_frames)]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
@@ -71,22 +86,25 @@ class TalkerCorpus(Dataset):
         codes = torch.as_tensor(row["codes"], dtype=torch.long)
         language = "auto" if rng.random() < self.auto_language_prob else row["language"]
         streaming = rng.random() < self.streaming_prob
-        sequence = self._build(index, codes, language, streaming)
+        clone = self.xvector and (not self.speakers or rng.random() < self.clone_prob)
+        speaker = None if clone or not self.speakers else self.speakers[str(row["speaker"]).lower()]
+        sequence = self._build(index, codes, language, streaming, clone, speaker)
         item = {"id": row["id"], "sequence": sequence}
-        if self.xvector:
+        if clone:
             item["reference"] = self._reference(int(index), rng)
         return item
 
-    def _build(self, index: int, codes: torch.Tensor, language: str, streaming: bool) -> DualTrackSequence:
+    def _build(self, index: int, codes: torch.Tensor, language: str, streaming: bool, xvector: bool,
+               speaker: int | None) -> DualTrackSequence:
         text = self.text_ids[int(index)]
+        options = dict(language=language, xvector=xvector, speaker=speaker, target_codes=codes)
         try:
-            return build_sequence(text, language=language, xvector=self.xvector, target_codes=codes,
-                                  streaming=streaming)
+            return build_sequence(text, streaming=streaming, **options)
         except ValueError:
             if not streaming:
                 raise
             # Streaming needs the text (+ tts_eos) to fit beside the audio; longer texts take the other layout.
-            return build_sequence(text, language=language, xvector=self.xvector, target_codes=codes)
+            return build_sequence(text, **options)
 
     def _reference(self, index: int, rng: random.Random) -> torch.Tensor:
         """A crop of at most ``reference_seconds`` of this or another utterance of the speaker, at 24 kHz."""
@@ -119,8 +137,8 @@ def collate_talker(items: list[dict[str, Any]], pack_length: int | None = None,
                                 pad_to_multiple_of=pad_to_multiple_of)
     batch = {"ids": [items[i]["id"] for i in order], "tracks": tracks, "num_tokens": int(tracks.attention_mask.sum()),
              "packed": bool(tracks.document_ids.max() > 0)}
-    if "reference" in items[0]:
-        clips = [items[i]["reference"] for i in order]
+    clips = [items[i]["reference"] for i in order if "reference" in items[i]]  # the x-vector slots, in order
+    if clips:
         lengths = torch.tensor([c.numel() for c in clips])
         wav = torch.zeros(len(clips), int(lengths.max()))
         for row, clip in zip(wav, clips):

@@ -28,7 +28,8 @@ from qtts.inference.streaming import StreamDecoder
 from qtts.inference.voice import VoicePrompt
 from qtts.models.codec.model import SUBFOLDER, SpeechTokenizer
 from qtts.models.checkpoint import CONFIG_NAME
-from qtts.models.talker import TTSConfig, TTSModel
+from qtts.models.talker import TTSModel
+from qtts.models.trained import load_trained
 from qtts.text.languages import get_language, is_known_language
 from qtts.text.special_ids import CodecSpecialIds, TextSpecialIds
 from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
@@ -62,37 +63,61 @@ class Synthesizer:
         self._languages = {k.lower(): v for k, v in (talker.codec_language_id or {}).items()}
         self._speakers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in (talker.spk_id or {}).items()}
         self._dialects = {k.lower(): v for k, v in (talker.spk_is_dialect or {}).items()}
+        self._peft = None
 
     # -- loading ---------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, codec: str | os.PathLike | None = None,
                         tokenizer: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> "Synthesizer":
-        """Load a released or exported model folder (``speech_tokenizer/`` inside, or ``codec``), a training
-        run folder (its ``export/``), or a talker training checkpoint (``.ckpt``; its codec from ``codec`` or the
-        run's ``task.codec``). The text tokenizer comes from ``tokenizer``, the model folder, or the built-in
-        Qwen2 BPE (the released vocabulary). The codec stays float32 (its codes change in bfloat16)."""
+        """Load a released or exported model folder, a training run folder (its ``export/``, else its newest
+        checkpoint) or a talker checkpoint (full or LoRA; ``qtts.models.trained``). The codec is ``codec``, the
+        run's ``task.codec``, or the ``speech_tokenizer/`` of the model folder (of a run: of its ``init_from``);
+        the text tokenizer and generation config come from the same folder, else the built-in Qwen2 BPE and the
+        released defaults. The codec stays float32 (its codes change in bfloat16)."""
         path = Path(path)
-        folder = None
-        if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / "export" / CONFIG_NAME).is_file():
-            path = path / "export"
-        if path.is_file():
-            model, codec = _from_checkpoint(path, codec, dtype)
-        elif (path / CONFIG_NAME).is_file():
-            folder = path
-            model = TTSModel.from_pretrained(path, dtype=dtype)
-        else:
-            raise FileNotFoundError(f"{path}: neither a model folder ({CONFIG_NAME}), a run folder (export/) "
-                                    "nor a training checkpoint file")
+        model, hparams = load_trained(path, dtype=dtype)
+        # the folder that holds the extras (speech_tokenizer/, tokenizer files, generation config): the model
+        # folder itself, or for a run / checkpoint the folder it was fine-tuned from
+        folder = path if (path / CONFIG_NAME).is_file() else hparams.get("init_from")
+        folder = Path(folder) if folder is not None and Path(folder).is_dir() else None
+        codec = codec or hparams.get("codec")
         if codec is None:
             if folder is None or not (folder / SUBFOLDER / CONFIG_NAME).is_file():
-                raise FileNotFoundError(f"{path}: no {SUBFOLDER}/ inside; pass codec= (a speech tokenizer folder)")
+                raise FileNotFoundError(f"{path}: no {SUBFOLDER}/ (nor a run codec); pass codec= (a speech "
+                                        "tokenizer folder)")
             codec = folder
         if tokenizer is None and folder is not None and any((folder / f).is_file() for f in TOKENIZER_FILES):
             tokenizer = folder
         sampling = SamplingConfig.from_folder(folder) if folder is not None else SamplingConfig()
         return cls(model.to(device), SpeechTokenizer.from_pretrained(codec).to(device),
                    load_text_tokenizer(tokenizer), sampling)
+
+    # -- LoRA adapters ---------------------------------------------------------------------------------------
+    def load_adapter(self, folder: str | os.PathLike, name: str = "default") -> None:
+        """Load a peft LoRA adapter folder (a qtts run's ``adapter/``) under ``name`` and make it the active one."""
+        from qtts.adapters.lora import load_adapters, set_adapter
+
+        if self._peft is None:
+            self._peft = load_adapters(self.model, {name: folder})
+        else:
+            self._peft.load_adapter(str(folder), adapter_name=name)
+        self.model.eval()
+        set_adapter(self.model, name)
+
+    def set_adapter(self, name: str | None, scale: float = 1.0) -> None:
+        """Switch to adapter ``name`` at ``scale`` × its trained strength, or to the base model (``None``)."""
+        from qtts.adapters.lora import set_adapter
+
+        set_adapter(self.model, name, scale)
+
+    def merge_adapter(self) -> None:
+        """Fold the active adapter into the weights (faster; no more switching)."""
+        from qtts.adapters.lora import merge_lora
+
+        if self._peft is None:
+            raise ValueError("no adapter loaded")
+        self.model, self._peft = merge_lora(self._peft).eval(), None
 
     # -- what the model offers -------------------------------------------------------------------------------
     @property
@@ -339,21 +364,6 @@ class Synthesizer:
             for j, i in enumerate(rows):
                 out[i] = audio[j, : counts[i] * hop].float().cpu()
         return out
-
-
-def _from_checkpoint(path: Path, codec, dtype: torch.dtype) -> tuple[TTSModel, Any]:
-    """A talker training checkpoint (Lightning ``.ckpt`` of ``TalkerTask``) → its model, and its codec folder."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if not isinstance(hparams.get("model"), dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a talker training checkpoint (no hyper_parameters.model / state_dict); "
-                         "sharded (FSDP) checkpoints must be exported first")
-    weights = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    model = TTSModel.from_state(TTSConfig.from_dict(hparams["model"]), weights, path, dtype)
-    codec = codec or hparams.get("codec")
-    if codec is None:
-        raise ValueError(f"{path}: the run names no codec (task.codec); pass codec= (a speech tokenizer folder)")
-    return model, codec
 
 
 def _is_audio(x) -> bool:

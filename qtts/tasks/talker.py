@@ -1,13 +1,16 @@
-"""Training of the dual-track talker (pretraining stages, post-training, full fine-tuning).
+"""Training of the dual-track talker (pretraining stages, post-training, full and LoRA fine-tuning).
 
 The model is the released ``TTSModel`` (talker + code predictor, and for Base models the speaker
 encoder); batches are dual-track sequences (``qtts.data.sequences``) whose labels are already aligned.
 Loss = CE(group 0) + ``predictor_weight`` · CE(groups 1..15) (``dual_track_loss``). The speaker encoder
-is trained with the talker (as in the paper) or frozen (``speaker_encoder: frozen``).
+is trained with the talker (as in the paper) or frozen (``speaker_encoder: frozen``). With ``lora`` only the
+adapters (and, with ``train_speaker_rows``, the named speakers' codec rows) train; checkpoints then hold just those,
+and the run ends with a peft adapter folder (``adapter/``) besides the merged export.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +40,8 @@ class TalkerTask(L.LightningModule):
                  speaker_encoder: Literal["joint", "frozen"] = "joint", lr: float = 2e-4,
                  betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.1, warmup_steps: int = 0,
                  min_lr_ratio: float = 0.1, gradient_checkpointing: bool = False, seed: int = 0,
-                 codec: str | None = None, log_media: bool = True):
+                 codec: str | None = None, log_media: bool = True, lora: dict | None = None,
+                 train_speaker_rows: bool = False):
         super().__init__()
         if model is None and init_from is None:
             raise ValueError("give model (a config for a new model) or init_from (a model folder)")
@@ -53,6 +57,23 @@ class TalkerTask(L.LightningModule):
         self.model.talker.gradient_checkpointing = gradient_checkpointing
         if self.model.speaker_encoder is not None and speaker_encoder == "frozen":
             self.model.speaker_encoder.requires_grad_(False)
+        self._peft: list = []  # the peft handle (a list: not a submodule, its parameters are the model's)
+        if lora is not None:
+            from qtts.adapters.lora import LoraSettings, add_lora
+
+            if init_from is None:
+                raise ValueError("LoRA fine-tunes a trained model: set task.init_from")
+            self._peft.append(add_lora(self.model, LoraSettings(**lora)))
+            self.strict_loading = False  # checkpoints hold only what trains; the rest comes from init_from
+        if train_speaker_rows:
+            from qtts.adapters.speakers import keep_only_rows_trainable
+
+            rows = [v[0] if isinstance(v, list) else int(v) for v in (self.config.talker_config.spk_id or {}).values()]
+            if not rows:
+                raise ValueError("train_speaker_rows: the model names no speakers (run `qtts speakers add` first)")
+            table = self.model.talker.model.codec_embedding
+            if lora is not None or not table.weight.requires_grad:
+                keep_only_rows_trainable(getattr(table, "base_layer", table), rows)
         self._clock: float | None = None
         self._codec: list = []  # loaded at the first validation; held in a list so it is no submodule (nor in checkpoints)
 
@@ -194,9 +215,37 @@ class TalkerTask(L.LightningModule):
                                  "interval": "step"}}
 
     def export(self, folder: str | Path) -> Path:
-        """The released folder format (``config.json`` + ``model.safetensors``), loadable by qwen-tts."""
-        self.model.save_pretrained(folder)
+        """The released folder format, loadable by qwen-tts: complete (tokenizer files, generation config,
+        ``speech_tokenizer/``) when the run has a codec or an ``init_from`` folder with one, else ``config.json`` +
+        ``model.safetensors``. LoRA runs write the merged model, and their adapter as a peft folder next to it
+        (``adapter/``)."""
+        from qtts.models.codec.model import SUBFOLDER
+        from qtts.models.export import export_release
+
+        model = self.model
+        if self._peft:
+            from qtts.adapters.lora import merge_lora, save_adapter
+
+            save_adapter(self._peft[0], Path(folder).parent / "adapter")
+            model = merge_lora(copy.deepcopy(self._peft[0]))
+        source = self.hparams.init_from
+        codec = self.hparams.codec
+        if codec is None and source is not None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
+            codec = source
+        if codec is not None:
+            export_release(model, folder, codec=codec, source=source)
+        else:
+            model.save_pretrained(folder)
         return Path(folder)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """LoRA runs keep only the trained tensors (adapters, speaker rows) and buffers: the frozen weights are
+        ``init_from``'s, which the task loads before resuming."""
+        if self._peft:
+            trained = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+            frozen = {f"model.{n}" for n, p in self.model.named_parameters() if not p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                        if k in trained or k not in frozen}
 
     def on_train_end(self) -> None:
         if not self.trainer.default_root_dir:

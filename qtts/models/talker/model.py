@@ -60,6 +60,20 @@ class TTSModel(nn.Module):
         model.load_state_dict(weights, strict=True, assign=True)
         return model.eval()
 
+    @classmethod
+    def from_training_checkpoint(cls, path: str | os.PathLike, dtype: torch.dtype | None = torch.float32
+                                 ) -> tuple["TTSModel", dict]:
+        """The model of a talker training checkpoint (a Lightning ``.ckpt`` of ``TalkerTask``), and the run's
+        hyper-parameters (``codec``, ``init_from``, …)."""
+        path = Path(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams = checkpoint.get("hyper_parameters") or {}
+        if not isinstance(hparams.get("model"), dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"{path}: not a talker training checkpoint (no hyper_parameters.model / state_dict); "
+                             "sharded (FSDP) checkpoints must be exported first")
+        weights = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+        return cls.from_state(TTSConfig.from_dict(hparams["model"]), weights, path, dtype), dict(hparams)
+
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``model.safetensors`` then ``config.json`` (each atomically; unknown config keys kept)."""
         folder = Path(folder)

@@ -1,0 +1,1 @@
+"""Adapters on a trained model: named speakers (custom voices), LoRA, language additions."""

@@ -1,0 +1,165 @@
+"""Custom voices end to end on CPU: named speaker rows from mean x-vectors, full and LoRA fine-tunes (the full one
+keeps cloning examples, the LoRA one is killed and resumed), and exports that qwen-tts loads and speaks with by
+speaker name (greedy output equal to qtts's)."""
+
+import csv
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from qtts.adapters.speakers import FIRST_SPEAKER_ROW, keep_only_rows_trainable, mean_xvectors, speaker_rows
+from qtts.audio.io import load_audio
+from qtts.cli import main
+from qtts.data.extract_codes import open_codes
+from qtts.inference import Synthesizer
+from qtts.models.random_release import tiny_codec_config, write_random_release
+from qtts.models.talker import TTSModel, tiny
+from qtts.models.talker.config import SPEAKER_IDS, released_0_6b
+from tests.conftest import REPO, subprocess_env
+from tests.training.test_train_script import TRAIN, only_run, step_losses
+
+GREEDY = dict(do_sample=False, subtalker_dosample=False)
+
+
+def test_rows_avoid_every_used_id():
+    config = released_0_6b("custom_voice").talker_config
+    rows = speaker_rows(config, ["Alice", "bob", "serena", "alice"])
+    assert rows["serena"] == SPEAKER_IDS["serena"]  # an existing speaker keeps its row
+    assert set(rows) == {"alice", "bob", "serena"}
+    used = set(config.special_codec_ids().values())
+    assert rows["alice"] >= FIRST_SPEAKER_ROW and rows["alice"] not in used and rows["bob"] not in used
+    assert rows["alice"] != rows["bob"]
+    with pytest.raises(ValueError, match="no free codec-embedding row"):
+        speaker_rows(config, [f"s{i}" for i in range(200)])
+
+
+def test_only_the_new_rows_train():
+    table = torch.nn.Embedding(10, 4)
+    before = table.weight.detach().clone()
+    keep_only_rows_trainable(table, [3, 7])
+    optimizer = torch.optim.AdamW(table.parameters(), lr=0.1, weight_decay=0.0)
+    table(torch.arange(10)).pow(2).sum().backward()
+    optimizer.step()
+    changed = (table.weight.detach() != before).any(1)
+    assert changed.tolist() == [i in (3, 7) for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base")
+    return write_random_release(folder, tiny("base", predictor_hidden=32), tiny_codec_config(), seed=2, eos_scale=0)
+
+
+def test_fine_tune_custom_voices_and_export_for_qwen_tts(base, talker_codes, tmp_path):
+    qwen_tts = pytest.importorskip("qwen_tts")
+    rows = open_codes(talker_codes)
+    speakers = sorted({str(s).lower() for s in rows["speaker"]})
+    assert len(speakers) >= 2
+
+    # 1. a row per speaker, from its mean x-vector (float32)
+    added = tmp_path / "with_speakers"
+    assert main(["speakers", "add", str(base), str(talker_codes), str(added), "--max-clips", "3"]) == 0
+    model = TTSModel.from_pretrained(added)
+    spk_id = model.config.talker_config.spk_id
+    assert sorted(spk_id) == speakers and min(spk_id.values()) >= FIRST_SPEAKER_ROW
+    first = speakers[0]
+    clips = [load_audio(r["audio"], 24_000)[0][0] for r in rows if str(r["speaker"]).lower() == first][:3]
+    expected = mean_xvectors(TTSModel.from_pretrained(base).speaker_encoder, {first: clips})[first]
+    torch.testing.assert_close(model.talker.model.codec_embedding.weight[spk_id[first]], expected)
+
+    # 2. fine-tune: speaker rows in the slot, a third of the examples keep the x-vector (cloning) layout
+    args = fine_tune_args(talker_codes, added, tmp_path, 30) + ["data.clone_prob=0.3"]
+    result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = only_run(tmp_path, "talker_demo")
+    with open(run / "logs" / "metrics.csv") as f:
+        loss = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert sum(loss[-5:]) / 5 < 0.8 * sum(loss[:5]) / 5, loss
+
+    # 3. export as a CustomVoice folder; qwen-tts speaks each name, and greedy equals qtts
+    export = tmp_path / "custom_voice"
+    assert main(["export", str(run), str(export), "--model-type", "custom_voice",
+                 "--codec", str(base / "speech_tokenizer")]) == 0
+    theirs = qwen_tts.Qwen3TTSModel.from_pretrained(str(export))
+    assert sorted(theirs.get_supported_speakers()) == speakers
+    ours = Synthesizer.from_pretrained(export)
+    assert ours.model_type == "custom_voice" and ours.model.speaker_encoder is None
+    for name in speakers[:2]:
+        expected, _ = theirs.generate_custom_voice("Hello there.", name, max_new_tokens=9, **GREEDY)
+        got = ours.custom_voice("Hello there.", name, max_new_tokens=8, **GREEDY)
+        np.testing.assert_allclose(expected[0], got.numpy(), atol=1e-5, rtol=0)
+    rows = [ours.model.talker.model.codec_embedding.weight[ours.model.config.talker_config.spk_id[n]] for n in speakers]
+    assert not torch.allclose(rows[0], rows[1])  # each name selects its own trained row
+
+
+def fine_tune_args(codes, model, run_root, steps: int, name: str = "talker_demo") -> list[str]:
+    return TRAIN + [
+        "experiment=talker_demo", f"experiment_name={name}", f"data.codes={codes}", f"run_root={run_root}",
+        f"+task.init_from={model}", f"data.speakers_from={model}", "trainer.accelerator=cpu",
+        f"trainer.max_steps={steps}", "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000",
+        "trainer.enable_progress_bar=false", "data.num_workers=0", "data.max_tokens_per_batch=600",
+        "data.val_fraction=0.0", "checkpoint.every_n_steps=1000", "task.warmup_steps=3",
+    ]
+
+
+def test_lora_two_speakers_resume_merge_and_export(base, talker_codes, tmp_path):
+    """LoRA (attention + MLP + code predictor) with the speaker rows trained; killed at step 6 and resumed, the run
+    repeats the uninterrupted one's losses; its adapter merged or not gives the same logits; the custom-voice
+    export speaks both names in qwen-tts."""
+    qwen_tts = pytest.importorskip("qwen_tts")
+    added = tmp_path / "with_speakers"
+    assert main(["speakers", "add", str(base), str(talker_codes), str(added), "--max-clips", "2"]) == 0
+    # LoRA dropout off: it draws from the global RNG, which a resume does not replay, and exact equality below is
+    # the proof that adapters, speaker rows, optimizer, schedule and data order all come back
+    lora = ["+task/lora=r16", "task.lora.targets=[attention,mlp,predictor]", "task.lora.r=4", "task.lora.alpha=8",
+            "task.lora.dropout=0.0", "task.train_speaker_rows=true", "task.lr=5e-3", "data.xvector=false"]
+    steps, env = 14, subprocess_env() | {"PYTHONPATH": str(REPO)}
+
+    def train(name, extra=()):
+        args = fine_tune_args(talker_codes, added, tmp_path, steps, name) + lora + list(extra)
+        return subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    reference = train("straight")
+    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
+    killed = train("killed", ["+callbacks.kill._target_=tests.helpers.signals.SigtermDuringStep",
+                              "+callbacks.kill.step=5"])
+    run = only_run(tmp_path, "killed")
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 6, killed.stdout[-2000:] + killed.stderr[-2000:]
+    weights = [k for k, v in saved["state_dict"].items() if v.is_floating_point() and v.dim() == 2]
+    assert weights and all("lora_" in k or k.endswith("codec_embedding.weight") for k in weights)  # no frozen copies
+    resumed = train("killed", ["resume=auto"])
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    straight, continued = step_losses(only_run(tmp_path, "straight")), step_losses(run)
+    assert sorted(continued) == sorted(straight) == list(range(steps))
+    for s in continued:
+        assert continued[s] == pytest.approx(straight[s], rel=1e-4, abs=1e-5), (s, continued, straight)
+    first, last = sum(straight[s] for s in range(3)) / 3, sum(straight[s] for s in range(steps - 3, steps)) / 3
+    assert last < 0.9 * first, straight
+
+    # the adapter (a peft folder) on the base-with-speakers model = the merged export
+    adapter = run / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    merged = TTSModel.from_pretrained(run / "export")
+    synth = Synthesizer.from_pretrained(added)
+    x = torch.randn(2, 9, merged.config.talker_config.hidden_size)
+    with torch.no_grad():
+        plain = synth.model.talker(x).logits
+        synth.load_adapter(adapter, "voices")
+        unmerged = synth.model.talker(x).logits
+        synth.set_adapter(None)
+        torch.testing.assert_close(synth.model.talker(x).logits, plain)
+        synth.set_adapter("voices")
+        torch.testing.assert_close(merged.talker(x).logits[..., :2048], unmerged[..., :2048], atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(unmerged, plain, atol=1e-3)
+
+    export = tmp_path / "custom_voice"
+    assert main(["export", str(run), str(export), "--model-type", "custom_voice"]) == 0
+    theirs = qwen_tts.Qwen3TTSModel.from_pretrained(str(export))
+    speakers = sorted(theirs.get_supported_speakers())
+    assert len(speakers) >= 2
+    for name in speakers[:2]:
+        wavs, sr = theirs.generate_custom_voice("Hello there.", name, max_new_tokens=5, **GREEDY)
+        assert sr == 24_000 and len(wavs[0]) == 4 * 1920
