@@ -126,6 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     sa.add_argument("--max-clips", type=int, default=20, help="clips per speaker for its mean x-vector")
     sa.set_defaults(func=_speakers_add)
 
+    la = commands.add_parser("languages", help="new languages for a trained model")
+    la = la.add_subparsers(dest="languages_command", required=True)
+    ln = la.add_parser("add", help="a model folder → the same model with a codec row for a new language (from the "
+                       "mean of the language rows) and optional new text tokens (rows from their sub-tokens)")
+    ln.add_argument("base", help="model folder")
+    ln.add_argument("out")
+    ln.add_argument("--name", required=True, help="the language's name in codec_language_id (e.g. cantonese)")
+    ln.add_argument("--code", default=None, help="its short code in manifests (e.g. yue); printed for the config")
+    ln.add_argument("--row", type=int, default=None, help="codec row (default: the lowest free one from 2048)")
+    ln.add_argument("--tokens-file", default=None, help="new text tokens, one per line (words or subwords)")
+    ln.set_defaults(func=_languages_add)
+
     ex = commands.add_parser("export", help="a trained talker → a released-layout folder (qwen-tts loads it)")
     ex.add_argument("source", help="talker checkpoint (.ckpt), run folder (its newest checkpoint) or model folder")
     ex.add_argument("out")
@@ -459,6 +471,23 @@ def _speakers_add(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: " + ", ".join(f"{name} → row {row}" for name, row in sorted(added.items())))
+    return 0
+
+
+def _languages_add(args: argparse.Namespace) -> int:
+    from qtts.adapters.language import add_language_to_folder
+
+    tokens = []
+    if args.tokens_file:
+        tokens = [line.strip() for line in Path(args.tokens_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        row = add_language_to_folder(args.base, args.out, args.name, row=args.row, tokens=tokens)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    code = args.code or args.name
+    print(f"wrote {args.out}: language {args.name!r} → codec row {row}, {len(tokens)} new text tokens\n"
+          f"train with: languages=[{{code: {code}, name: {args.name.lower()}, codec_id: {row}}}]")
     return 0
 
 

@@ -131,9 +131,10 @@ def build_tokenizer(ranks: dict[bytes, int] | None = None) -> Tokenizer:
     return tok
 
 
-def write_official_files(tok: Tokenizer, dst: str | os.PathLike) -> None:
+def write_official_files(tok: Tokenizer, dst: str | os.PathLike, extra_tokens: tuple[str, ...] = ()) -> None:
     """Write ``tok`` as the files of a released Qwen checkpoint: vocab.json, merges.txt and
-    tokenizer_config.json (what ``Qwen2Tokenizer`` reads) plus tokenizer.json (the fast form)."""
+    tokenizer_config.json (what ``Qwen2Tokenizer`` reads) plus tokenizer.json (the fast form).
+    ``extra_tokens``: added (non-special) tokens of a vocabulary extension, listed in the config too."""
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     model = json.loads(tok.to_str())["model"]
@@ -149,6 +150,9 @@ def write_official_files(tok: Tokenizer, dst: str | os.PathLike) -> None:
         }
         for content in ADDED_TOKENS
     }
+    added |= {str(tok.token_to_id(content)): {"content": content, "lstrip": False, "normalized": False,
+                                               "rstrip": False, "single_word": False, "special": False}
+              for content in extra_tokens}
     config = {
         "add_bos_token": False,
         "add_prefix_space": False,
