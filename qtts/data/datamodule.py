@@ -156,7 +156,8 @@ class TalkerDataModule(SplitDataModule):
     """Talker training examples from ``qtts data extract-codes`` folders.
 
     codes: one folder, or a mixture: a list of folders or of ``Source`` fields (path, weight, min_quality,
-        quality_field, keep_unscored, upsample_longer_than, upsample_factor; ``qtts.data.mixture``).
+        quality_field, keep_unscored, upsample_longer_than, upsample_factor, languages, exclude_languages;
+        ``qtts.data.mixture``).
     max_tokens_per_batch: positions per batch (padded: longest × batch size; packed: rows × pack_length).
     pack_length: pack several utterances per row, up to this many positions, attention kept inside each
         utterance (None: one utterance per row, right-padded).

@@ -27,6 +27,8 @@ class Source:
         ``keep_unscored``.
     upsample_longer_than / upsample_factor: rows at least this many seconds long count ``factor`` times
         (S3: long speech upsampled).
+    languages / exclude_languages: keep only rows of these languages, or drop rows of those (codes or names;
+        e.g. a language held out of pretraining and then taught by a language adapter).
     """
 
     path: str
@@ -36,10 +38,18 @@ class Source:
     keep_unscored: bool = True
     upsample_longer_than: float | None = None
     upsample_factor: float = 1.0
+    languages: list[str] | None = None
+    exclude_languages: list[str] | None = None
 
     def __post_init__(self):
         if self.weight < 0 or self.upsample_factor < 0:
             raise ValueError(f"source {self.path}: weight and upsample_factor must be >= 0")
+
+    def keeps_language(self, language: str) -> bool:
+        key = _language_key(language)
+        if self.languages is not None and key not in {_language_key(x) for x in self.languages}:
+            return False
+        return key not in {_language_key(x) for x in self.exclude_languages or []}
 
 
 def mix_sources(sources: list[Source | dict[str, Any] | str], seed: int = 0) -> datasets.Dataset:
@@ -51,14 +61,24 @@ def mix_sources(sources: list[Source | dict[str, Any] | str], seed: int = 0) -> 
     for spec in sources:
         source = spec if isinstance(spec, Source) else Source(spec) if isinstance(spec, str) else Source(**spec)
         ds = open_codes(source.path)
+        languages = ds["language"] if source.languages is not None or source.exclude_languages else None
         factors = [source.weight * _length_factor(source, duration) * _quality_factor(source, score)
-                   for duration, score in zip(ds["duration"], _scores(ds, source))]
+                   * (languages is None or source.keeps_language(languages[i]))
+                   for i, (duration, score) in enumerate(zip(ds["duration"], _scores(ds, source)))]
         indices = [i for i, f in enumerate(factors) for _ in range(_repeats(f, rng))]
         if not indices:
             raise ValueError(f"source {source.path}: no row left (weight {source.weight}, "
-                             f"min_quality {source.min_quality})")
+                             f"min_quality {source.min_quality}, languages {source.languages}, "
+                             f"exclude_languages {source.exclude_languages})")
         parts.append(ds.select(indices))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _language_key(language: str) -> str:
+    """A language's code whether given as code or name ("de", "german"); unknown ones as written."""
+    from qtts.text.languages import get_language, is_known_language
+
+    return get_language(language).code if is_known_language(language) else str(language).strip().lower()
 
 
 def _repeats(factor: float, rng: random.Random) -> int:

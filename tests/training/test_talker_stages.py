@@ -63,6 +63,14 @@ def test_mixture_weights_quality_and_long_upsampling(talker_codes, tmp_path):
     assert len(mix_sources([Source(str(talker_codes), min_quality=3.0)])) == 18
     with pytest.raises(ValueError, match="no row left"):
         mix_sources([Source(str(talker_codes), min_quality=3.0, keep_unscored=False)])
+    # a language held out of one source and the only language of another (codes or names)
+    languages = dict(zip(base_ids, base["language"]))
+    without_de = mix_sources([Source(str(talker_codes), exclude_languages=["german"])])
+    only_de = mix_sources([{"path": str(talker_codes), "languages": ["de"]}])
+    assert {languages[i] for i in without_de["id"]} == {"en"} and {languages[i] for i in only_de["id"]} == {"de"}
+    assert len(without_de) + len(only_de) == 18
+    with pytest.raises(ValueError, match="no row left"):
+        mix_sources([Source(str(talker_codes), languages=["ja"])])
 
 
 def test_init_from_continues_a_saved_model(tmp_path):
