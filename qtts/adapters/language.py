@@ -34,12 +34,12 @@ def add_language(model: TTSModel, name: str, row: int | None = None) -> int:
     name = name.lower()
     if name in languages:
         raise ValueError(f"language {name!r} already has codec row {languages[name]}")
+    used = used_codec_rows(config)
     if row is None:
-        used = used_codec_rows(config)
         row = next((r for r in range(LANGUAGE_ROWS_START, config.vocab_size) if r not in used), None)
         if row is None:
             raise ValueError("no free codec-embedding row for a new language")
-    elif row in used_codec_rows(config):
+    elif row in used:
         raise ValueError(f"codec row {row} is already used")
     table = model.talker.model.codec_embedding.weight
     if languages:
@@ -80,12 +80,11 @@ def add_language_to_folder(base: str | os.PathLike, out: str | os.PathLike, name
     """``qtts languages add``: ``base`` → ``out`` with the language registered (and its tokens added)."""
     from qtts.models.export import export_release
     from qtts.text.qwen2_bpe import write_official_files
-    from qtts.text.tokenizer import load_text_tokenizer
+    from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
 
     base = Path(base)
     model = TTSModel.from_pretrained(base)
-    has_tokenizer = any((base / f).is_file() for f in ("tokenizer.json", "vocab.json"))
-    tokenizer = load_text_tokenizer(base if has_tokenizer else None)
+    tokenizer = load_text_tokenizer(base if has_tokenizer(base) else None)
     row = add_language(model, name, row)
     extended = extend_vocabulary(model, tokenizer, tokens)
     export_release(model, out, source=base)

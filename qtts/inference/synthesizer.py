@@ -33,10 +33,9 @@ from qtts.models.trained import load_trained
 from qtts.text.languages import get_language, is_known_language
 from qtts.text.special_ids import CodecSpecialIds, TextSpecialIds
 from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
-from qtts.text.tokenizer import TextTokenizer, load_text_tokenizer
+from qtts.text.tokenizer import TextTokenizer, has_tokenizer, load_text_tokenizer
 
 AudioLike = Any  # a file path, a (samples, sample_rate) pair, or a 1-D tensor/array at 24 kHz
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
 @dataclass
@@ -87,7 +86,7 @@ class Synthesizer:
                 raise FileNotFoundError(f"{path}: no {SUBFOLDER}/ (nor a run codec); pass codec= (a speech "
                                         "tokenizer folder)")
             codec = folder
-        if tokenizer is None and folder is not None and any((folder / f).is_file() for f in TOKENIZER_FILES):
+        if tokenizer is None and has_tokenizer(folder):
             tokenizer = folder
         sampling = SamplingConfig.from_folder(folder) if folder is not None else SamplingConfig()
         return cls(model.to(device), SpeechTokenizer.from_pretrained(codec).to(device),

@@ -35,7 +35,7 @@ def export_release(model: TTSModel, folder: str | os.PathLike, *, model_type: st
     source: the released/exported folder the model came from: its tokenizer files and generation config are kept.
     """
     from qtts.models.random_release import RELEASED_GENERATION_CONFIG
-    from qtts.text.tokenizer import write_tokenizer_folder
+    from qtts.text.tokenizer import has_tokenizer, write_tokenizer_folder
 
     folder = Path(folder)
     config = copy.deepcopy(model.config)
@@ -54,7 +54,7 @@ def export_release(model: TTSModel, folder: str | os.PathLike, *, model_type: st
 
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(folder, state)
-    if source is not None and any((source / name).is_file() for name in TOKENIZER_FILES):
+    if has_tokenizer(source):
         for name in TOKENIZER_FILES:
             if (source / name).is_file():
                 shutil.copyfile(source / name, folder / name)

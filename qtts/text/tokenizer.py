@@ -80,6 +80,11 @@ class TextTokenizer:
         return f"TextTokenizer(folder={str(self.folder)!r}, vocab_size={self.vocab_size})"
 
 
+def has_tokenizer(folder: str | os.PathLike | None) -> bool:
+    """Whether a model folder ships its own text tokenizer (tokenizer.json, or the vocab.json form)."""
+    return folder is not None and any((Path(folder) / name).is_file() for name in ("tokenizer.json", "vocab.json"))
+
+
 def load_text_tokenizer(folder: str | os.PathLike | None = None) -> TextTokenizer:
     """Load the tokenizer of a local model folder, or the built-in Qwen2 BPE when ``folder`` is None.
 
