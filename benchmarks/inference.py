@@ -25,8 +25,11 @@ same thread count. So this script, for each released shape (0.6B, 1.7B CustomVoi
 
 For batch B > 1 the RTF is a throughput RTF: wall / (B × audio seconds of one item).
 
+On CUDA, qtts generates with static KV caches and CUDA graphs (``Synthesizer(cuda_graphs=…)``) unless
+``--no-graphs``; the first call of each batch size captures them (its warm-up call).
+
 Usage: .venv/bin/python -u benchmarks/inference.py [--shapes 0.6b,1.7b --batches 1,4 --frames 25 --repeats 2
-       --threads 2 --dtype float32 --device cpu --cache-dir DIR --profile]
+       --threads 2 --dtype float32 --device cpu --cache-dir DIR --profile --no-graphs]
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile one qtts offline call (first shape, batch 1) and print where time goes")
     parser.add_argument("--skip-qwen", action="store_true", help="time qtts only (e.g. while profiling)")
+    parser.add_argument("--graphs", action=argparse.BooleanOptionalAction, default=True,
+                        help="qtts on CUDA: static KV caches and CUDA graphs (default on; ignored on CPU)")
     return parser.parse_args()
 
 
@@ -92,8 +97,8 @@ def model_folder(root: Path, shape: str, seed: int) -> Path:
     return folder
 
 
-def load_qtts(folder: Path, device: str, dtype: torch.dtype) -> Synthesizer:
-    return Synthesizer.from_pretrained(folder, device=device, dtype=dtype)
+def load_qtts(folder: Path, device: str, dtype: torch.dtype, graphs: bool = True) -> Synthesizer:
+    return Synthesizer.from_pretrained(folder, device=device, dtype=dtype, cuda_graphs=graphs)
 
 
 def load_qwen(folder: Path, device: str, dtype: torch.dtype):
@@ -310,6 +315,8 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     audio = args.frames * HOP / SAMPLE_RATE
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
+    if args.device.startswith("cuda"):
+        where += f", qtts CUDA graphs {'on' if args.graphs else 'off'}"
     print(f"{versions()}; {where}, {torch.get_num_threads()} threads, {args.dtype}; {args.frames} frames = "
           f"{audio:g} s audio per item, packets of {PACKET_FRAMES} frames; {args.repeats} repeats after 1 warm-up "
           f"({args.warmup_frames} frames) per side, qtts and qwen-tts alternated; text: {TEXT!r}", flush=True)
@@ -327,7 +334,7 @@ def main() -> None:
         for shape in shapes:
             folder = model_folder(root, shape, args.seed)
             start = time.perf_counter()
-            ours = load_qtts(folder, args.device, dtype)
+            ours = load_qtts(folder, args.device, dtype, args.graphs)
             theirs = None if args.skip_qwen else load_qwen(folder, args.device, dtype)
             attn = getattr(theirs.model.config, "_attn_implementation", "?") if theirs is not None else "—"
             params = sum(p.numel() for p in ours.model.parameters()) / 1e9

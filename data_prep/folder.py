@@ -16,7 +16,7 @@ from typing import Sequence
 
 from data_prep.common import AUDIO_SUFFIXES, ImportResult, Reject, finish_import, importer_parser, read_text_file, report
 from qtts.data.manifest import Utterance
-from qtts.text.languages import get_language
+from qtts.text.languages import language_from_spec
 
 TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 
@@ -40,7 +40,7 @@ def import_folder(
     root = Path(root).absolute()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    code = get_language(language).code
+    code = language_from_spec(language).code
     candidates, rejects = [], []
     audio_files = sorted(p for p in root.rglob("*")
                          if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".") and p.is_file())
@@ -61,7 +61,7 @@ def import_folder(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = importer_parser(__doc__, "folder of audio files with .txt/.lab transcripts")
-    parser.add_argument("--language", required=True, help="language code or name of every file (e.g. en, german)")
+    parser.add_argument("--language", required=True, help="language code or name of every file (e.g. en, german), or CODE:NAME for a new one (gsw:swissgerman)")
     parser.add_argument("--speaker", default=None, help="one speaker id for all files (default: first subfolder)")
     args = parser.parse_args(argv)
     return report(import_folder(args.root, args.out, args.language, args.speaker, args.workers))

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--max-channels", type=int, default=2)
     v.add_argument("--allow-empty-text", action="store_true", help="for codec corpora without transcripts")
     v.add_argument("--workers", type=int, default=2)
+    v.add_argument("--language", action="append", default=[], metavar="CODE:NAME",
+                   help="register a new language the rows use (gsw:swissgerman); repeatable")
     v.set_defaults(func=_validate)
 
     b = data.add_parser("build", help="write a clean manifest as an Arrow corpus (text tokenized once)")
@@ -149,6 +151,19 @@ def main(argv: list[str] | None = None) -> int:
                    "config are copied from it (default: the run's task.init_from)")
     ex.set_defaults(func=_export)
 
+    ev = commands.add_parser("eval-talker", help="teacher-forced losses of a trained talker on a codes folder, "
+                             "per language or speaker (a new language learned? cloning kept?)")
+    ev.add_argument("model", help="model folder, run folder or talker checkpoint")
+    ev.add_argument("codes", help="a `qtts data extract-codes` folder")
+    ev.add_argument("--by", choices=["language", "speaker"], default="language")
+    ev.add_argument("--layout", choices=["clone", "speaker", "plain"], default=None,
+                    help="clone: x-vector from another clip of the speaker (default for Base models); speaker: the "
+                    "speaker's named row (default for CustomVoice); plain: no speaker slot")
+    ev.add_argument("--languages", default=None, help="only these languages (comma-separated codes or names)")
+    ev.add_argument("--max-rows", type=int, default=200, help="rows per group at most (default 200)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_eval_talker)
+
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
@@ -162,7 +177,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from qtts.data.validate import ValidationConfig, validate_manifest
+    from qtts.text.languages import language_from_spec
 
+    for spec in args.language:
+        try:
+            language_from_spec(spec)
+        except (ValueError, KeyError) as e:
+            print(f"error: --language {spec!r}: {e}", file=sys.stderr)
+            return 2
     cfg = ValidationConfig(min_duration=args.min_duration, max_duration=args.max_duration,
                            min_sample_rate=args.min_sample_rate, max_channels=args.max_channels,
                            require_text=not args.allow_empty_text, workers=args.workers)
@@ -485,9 +507,39 @@ def _languages_add(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    code = args.code or args.name
-    print(f"wrote {args.out}: language {args.name!r} → codec row {row}, {len(tokens)} new text tokens\n"
-          f"train with: languages=[{{code: {code}, name: {args.name.lower()}, codec_id: {row}}}]")
+    from qtts.text.languages import is_known_language
+
+    name, code = args.name.lower(), args.code or args.name.lower()
+    register = "" if is_known_language(code) else f"'languages=[{{code: {code}, name: {name}}}]' "
+    print(f"wrote {args.out}: language {name!r} → codec row {row}, {len(tokens)} new text tokens\n"
+          f"train with: scripts/train.py experiment=new_language task.init_from={args.out} data.codes=CODES "
+          f"{register}'task.train_language_rows=[{name}]'" + (" task.train_added_tokens=true" if tokens else ""))
+    return 0
+
+
+def _eval_talker(args: argparse.Namespace) -> int:
+    from qtts.data.mixture import Source, mix_sources
+    from qtts.models.trained import load_trained
+    from qtts.tasks.talker_eval import evaluate_talker
+    from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
+
+    try:
+        model, hparams = load_trained(args.model)
+        languages = args.languages.split(",") if args.languages else None
+        rows = mix_sources([Source(args.codes, languages=languages)])
+        folder = args.model if has_tokenizer(args.model) else hparams.get("init_from")
+        tokenizer = load_text_tokenizer(folder if has_tokenizer(folder) else None)
+        layout = args.layout or ("clone" if model.speaker_encoder is not None else "speaker")
+        report = evaluate_talker(model, rows, tokenizer, by=args.by, layout=layout, max_rows=args.max_rows)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{args.by:>16} | rows | loss   | talker | predictor   ({layout} layout)")
+        for group, r in report.items():
+            print(f"{group:>16} | {r['rows']:4d} | {r['loss']:.4f} | {r['talker_loss']:.4f} | {r['predictor_loss']:.4f}")
     return 0
 
 

@@ -28,3 +28,17 @@ def test_validate_exits_nonzero_when_nothing_is_usable(tmp_path, capsys):
                                                   "language": "en", "speaker": "s"}) + "\n")
     assert main(["data", "validate", str(tmp_path / "m.jsonl"), str(tmp_path / "out"), "--workers", "1"]) == 1
     assert "no usable row" in capsys.readouterr().err
+
+
+def test_validate_registers_a_new_language(tiny_corpus, tmp_path, capsys):
+    row = json.loads((tiny_corpus.parent / "validated" / "clean.jsonl").read_text().splitlines()[0])
+    row["language"] = "xqz"
+    row["audio"] = str((tiny_corpus.parent / "validated" / row["audio"]).resolve()) \
+        if not row["audio"].startswith("/") else row["audio"]
+    (tmp_path / "m.jsonl").write_text(json.dumps(row) + "\n")
+    assert main(["data", "validate", str(tmp_path / "m.jsonl"), str(tmp_path / "a"), "--workers", "1"]) == 1
+    assert "xqz" in (tmp_path / "a" / "rejects.jsonl").read_text()
+    assert main(["data", "validate", str(tmp_path / "m.jsonl"), str(tmp_path / "b"), "--workers", "1",
+                 "--language", "xqz:testish"]) == 0
+    assert json.loads((tmp_path / "b" / "clean.jsonl").read_text())["language"] == "xqz"
+    assert main(["data", "validate", str(tmp_path / "m.jsonl"), str(tmp_path / "c"), "--language", "xqy"]) == 2

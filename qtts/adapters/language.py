@@ -15,8 +15,8 @@ from typing import Sequence
 
 import torch
 from tokenizers import AddedToken, Tokenizer
-from torch import nn
 
+from qtts.adapters.added_rows import grow_text_embedding
 from qtts.models.talker import TTSModel
 from qtts.text.tokenizer import TextTokenizer
 
@@ -60,15 +60,9 @@ def extend_vocabulary(model: TTSModel, tokenizer: TextTokenizer, tokens: Sequenc
     backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in tokens])
     extended = TextTokenizer(backend, tokenizer.folder)
     ids = [extended.token_to_id(t) for t in tokens]
+    if max(ids) >= model.talker.model.text_embedding.num_embeddings:  # the padding rows are used up: grow
+        grow_text_embedding(model, -(-(max(ids) + 1) // multiple_of) * multiple_of)
     embedding = model.talker.model.text_embedding
-    if max(ids) >= embedding.num_embeddings:  # the padding rows are used up: grow the table
-        size = -(-(max(ids) + 1) // multiple_of) * multiple_of
-        grown = nn.Embedding(size, embedding.embedding_dim, device=embedding.weight.device,
-                             dtype=embedding.weight.dtype)
-        grown.weight[: embedding.num_embeddings] = embedding.weight
-        grown.weight[embedding.num_embeddings:] = embedding.weight.mean(0)
-        model.talker.model.text_embedding = embedding = grown
-        model.config.talker_config.text_vocab_size = size
     for token, new_id in zip(tokens, ids):
         pieces = tokenizer.encode(token)
         embedding.weight[new_id] = embedding.weight[pieces].mean(0)

@@ -156,7 +156,8 @@ class TalkerDataModule(SplitDataModule):
     """Talker training examples from ``qtts data extract-codes`` folders.
 
     codes: one folder, or a mixture: a list of folders or of ``Source`` fields (path, weight, min_quality,
-        quality_field, keep_unscored, upsample_longer_than, upsample_factor, languages, exclude_languages;
+        quality_field, keep_unscored, upsample_longer_than, upsample_factor, languages, exclude_languages,
+        speakers, exclude_speakers;
         ``qtts.data.mixture``).
     max_tokens_per_batch: positions per batch (padded: longest × batch size; packed: rows × pack_length).
     pack_length: pack several utterances per row, up to this many positions, attention kept inside each
@@ -164,9 +165,11 @@ class TalkerDataModule(SplitDataModule):
     max_length: drop examples longer than this (the stage's context: 8192 in S1/S2, 32768 in S3).
     xvector: reserve the x-vector slot and load reference clips: must be on for Base models (with a speaker
         encoder) and off for CustomVoice / VoiceDesign ones.
-    tokenizer: a model folder with the text tokenizer (None: the built-in Qwen2 BPE).
+    tokenizer: a model folder whose text tokenizer to use (None, or a folder without one: the built-in Qwen2 BPE).
     speakers_from: custom voices: a model folder whose ``spk_id`` gives every speaker of the data its codec row
         (``qtts speakers add`` writes one); ``clone_prob`` then mixes in x-vector (cloning) examples.
+    languages_from: the model folder being trained: its ``codec_language_id`` gives each language its row (needed
+        for languages added with ``qtts languages add``; None: the registry's released rows).
     The remaining options are ``TalkerCorpus``'s.
     """
 
@@ -174,24 +177,23 @@ class TalkerDataModule(SplitDataModule):
                  max_tokens_per_batch: int = 16_384, pack_length: int | None = None, max_length: int = 8192,
                  xvector: bool = True, reference: str = "self", reference_seconds: float = 6.0,
                  auto_language_prob: float = 0.2, streaming_prob: float = 0.0, speakers_from: str | None = None,
-                 clone_prob: float = 0.0, max_batch_size: int | None = None, num_buckets: int = 10,
-                 num_workers: int = 2, seed: int = 0):
+                 clone_prob: float = 0.0, languages_from: str | None = None, max_batch_size: int | None = None,
+                 num_buckets: int = 10, num_workers: int = 2, seed: int = 0):
         super().__init__(val_fraction, max_tokens_per_batch, max_batch_size, num_buckets, num_workers, seed)
         if pack_length is not None and pack_length > max_tokens_per_batch:
             raise ValueError(f"pack_length {pack_length} exceeds max_tokens_per_batch {max_tokens_per_batch}")
         self.corpus = codes
         self.tokenizer_folder = tokenizer
         self.pack_length, self.max_length = pack_length, max_length
-        speakers = None
-        if speakers_from is not None:
-            from qtts.models.checkpoint import read_json
-
-            speakers = read_json(Path(speakers_from) / "config.json").get("talker_config", {}).get("spk_id")
-            if not speakers:
-                raise ValueError(f"{speakers_from}/config.json names no speakers (talker_config.spk_id)")
+        speakers = _talker_config(speakers_from, "spk_id") if speakers_from is not None else None
+        if speakers_from is not None and not speakers:
+            raise ValueError(f"{speakers_from}/config.json names no speakers (talker_config.spk_id)")
+        languages = _talker_config(languages_from, "codec_language_id") if languages_from is not None else None
+        if languages_from is not None and not languages:
+            raise ValueError(f"{languages_from}/config.json names no languages (talker_config.codec_language_id)")
         self.options = dict(xvector=xvector, reference=reference, reference_seconds=reference_seconds,
                             auto_language_prob=auto_language_prob, streaming_prob=streaming_prob,
-                            speakers=speakers, clone_prob=clone_prob)
+                            speakers=speakers, clone_prob=clone_prob, languages=languages)
         self.dropped = 0
 
     def open_rows(self) -> Any:
@@ -200,14 +202,23 @@ class TalkerDataModule(SplitDataModule):
         return rows.with_format("numpy", columns=["codes"], output_all_columns=True)
 
     def make_dataset(self, rows: Any) -> TalkerCorpus:
-        from qtts.text.tokenizer import load_text_tokenizer
-
-        dataset = TalkerCorpus(rows, load_text_tokenizer(self.tokenizer_folder), **self.options)
+        tokenizer = self.text_tokenizer()
+        dataset = TalkerCorpus(rows, tokenizer, **self.options)
         keep = [i for i, n in enumerate(dataset.lengths()) if n <= self.max_length]
         if len(keep) < len(dataset):
             self.dropped += len(dataset) - len(keep)
-            dataset = TalkerCorpus(rows.select(keep), load_text_tokenizer(self.tokenizer_folder), **self.options)
+            dataset = TalkerCorpus(rows.select(keep), tokenizer, **self.options)
         return dataset
+
+    def text_tokenizer(self):
+        """The tokenizer folder's own tokenizer (a model folder may ship none: then the built-in Qwen2 BPE, which
+        the released models use)."""
+        from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
+
+        folder = self.tokenizer_folder
+        if folder is not None and not Path(folder).is_dir():
+            raise FileNotFoundError(f"data.tokenizer: folder {folder} does not exist")
+        return load_text_tokenizer(folder if has_tokenizer(folder) else None)
 
     def lengths(self, dataset: TalkerCorpus) -> list[float]:
         # Packed or not, a batch's positions are at most longest × count ≤ max_tokens_per_batch; packing then
@@ -216,3 +227,10 @@ class TalkerDataModule(SplitDataModule):
 
     def collate(self) -> Callable[[list], Any]:
         return functools.partial(collate_talker, pack_length=self.pack_length)
+
+
+def _talker_config(folder: str, field: str) -> Any:
+    """One field of a model folder's ``talker_config``."""
+    from qtts.models.checkpoint import read_json
+
+    return read_json(Path(folder) / "config.json").get("talker_config", {}).get(field)

@@ -29,6 +29,7 @@ class Source:
         (S3: long speech upsampled).
     languages / exclude_languages: keep only rows of these languages, or drop rows of those (codes or names;
         e.g. a language held out of pretraining and then taught by a language adapter).
+    speakers / exclude_speakers: the same by speaker (e.g. voices held out to check that cloning survives).
     """
 
     path: str
@@ -40,6 +41,8 @@ class Source:
     upsample_factor: float = 1.0
     languages: list[str] | None = None
     exclude_languages: list[str] | None = None
+    speakers: list[str] | None = None
+    exclude_speakers: list[str] | None = None
 
     def __post_init__(self):
         if self.weight < 0 or self.upsample_factor < 0:
@@ -50,6 +53,12 @@ class Source:
         if self.languages is not None and key not in {_language_key(x) for x in self.languages}:
             return False
         return key not in {_language_key(x) for x in self.exclude_languages or []}
+
+    def keeps_speaker(self, speaker: str) -> bool:
+        key = str(speaker).lower()
+        if self.speakers is not None and key not in {str(x).lower() for x in self.speakers}:
+            return False
+        return key not in {str(x).lower() for x in self.exclude_speakers or []}
 
 
 def mix_sources(sources: list[Source | dict[str, Any] | str], seed: int = 0) -> datasets.Dataset:
@@ -62,14 +71,17 @@ def mix_sources(sources: list[Source | dict[str, Any] | str], seed: int = 0) -> 
         source = spec if isinstance(spec, Source) else Source(spec) if isinstance(spec, str) else Source(**spec)
         ds = open_codes(source.path)
         languages = ds["language"] if source.languages is not None or source.exclude_languages else None
+        speakers = ds["speaker"] if source.speakers is not None or source.exclude_speakers else None
         factors = [source.weight * _length_factor(source, duration) * _quality_factor(source, score)
                    * (languages is None or source.keeps_language(languages[i]))
+                   * (speakers is None or source.keeps_speaker(speakers[i]))
                    for i, (duration, score) in enumerate(zip(ds["duration"], _scores(ds, source)))]
         indices = [i for i, f in enumerate(factors) for _ in range(_repeats(f, rng))]
         if not indices:
             raise ValueError(f"source {source.path}: no row left (weight {source.weight}, "
                              f"min_quality {source.min_quality}, languages {source.languages}, "
-                             f"exclude_languages {source.exclude_languages})")
+                             f"exclude_languages {source.exclude_languages}, speakers {source.speakers}, "
+                             f"exclude_speakers {source.exclude_speakers})")
         parts.append(ds.select(indices))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 

@@ -36,11 +36,15 @@ class TalkerCorpus(Dataset):
     speakers: custom voices: ``{speaker name: codec row}`` (a model's ``spk_id``); every example puts its
         speaker's row in the speaker slot. With ``xvector`` too, a ``clone_prob`` share of them takes the x-vector
         layout instead, so the model keeps cloning voices while it learns the named ones.
+    languages: the trained model's ``codec_language_id`` (``{name: row}``): each row's language (a code or name of
+        the registry, ``languages:`` in the config) takes the model's row for it, so a language added to a model
+        (``qtts languages add``) trains on its own row. None: the registry's rows (the released ids).
     """
 
     def __init__(self, rows: Any, tokenizer: Any, *, xvector: bool = False, reference: str = "self",
                  reference_seconds: float = 6.0, auto_language_prob: float = 0.2, streaming_prob: float = 0.0,
-                 speakers: dict[str, int] | None = None, clone_prob: float = 0.0, sample_rate: int = SAMPLE_RATE):
+                 speakers: dict[str, int] | None = None, clone_prob: float = 0.0,
+                 languages: dict[str, int] | None = None, sample_rate: int = SAMPLE_RATE):
         if reference not in ("self", "other"):
             raise ValueError(f"reference must be 'self' or 'other', got {reference!r}")
         for name, p in (("auto_language_prob", auto_language_prob), ("streaming_prob", streaming_prob),
@@ -64,6 +68,7 @@ class TalkerCorpus(Dataset):
             by_speaker[speaker].append(i)
         self._same_speaker = by_speaker
         self._speakers = list(_column(rows, "speaker"))
+        self.language_rows = None if languages is None else _language_rows(rows, languages)
         if self.speakers:
             unknown = sorted({str(name) for name in by_speaker if str(name).lower() not in self.speakers})
             if unknown:
@@ -85,6 +90,8 @@ class TalkerCorpus(Dataset):
         row = self.rows[int(index)]
         codes = torch.as_tensor(row["codes"], dtype=torch.long)
         language = "auto" if rng.random() < self.auto_language_prob else row["language"]
+        if language != "auto" and self.language_rows is not None:
+            language = self.language_rows[str(language).lower()]
         streaming = rng.random() < self.streaming_prob
         clone = self.xvector and (not self.speakers or rng.random() < self.clone_prob)
         speaker = None if clone or not self.speakers else self.speakers[str(row["speaker"]).lower()]
@@ -120,6 +127,31 @@ class TalkerCorpus(Dataset):
             end = start + self.reference_seconds
         wav, _ = load_audio(row["audio"], self.sample_rate, mono=True, start=start, end=end)
         return wav[0]
+
+
+def _language_rows(rows: Any, model_languages: dict[str, int]) -> dict[str, int]:
+    """``{language of the data (as written, lower case): the model's codec row}``; a language the model has no row
+    for is an error naming it, the rows that use it and the model's languages."""
+    from qtts.text.languages import get_language
+
+    model_languages = {str(k).lower(): int(v) for k, v in model_languages.items()}
+    found: dict[str, int] = {}
+    missing: dict[str, list[str]] = defaultdict(list)
+    for row_id, key in zip(_column(rows, "id"), _column(rows, "language")):
+        key = str(key).lower()
+        if key in found:
+            continue
+        name = key if key in model_languages else get_language(key).name.lower()
+        if name in model_languages:
+            found[key] = model_languages[name]
+        else:
+            missing[key].append(str(row_id))
+    if missing:
+        detail = "; ".join(f"{k!r} (rows {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''})"
+                           for k, ids in missing.items())
+        raise ValueError(f"field 'language': the model has no codec row for {detail}; its languages: "
+                         f"{sorted(model_languages)} (add one with `qtts languages add`)")
+    return found
 
 
 def collate_talker(items: list[dict[str, Any]], pack_length: int | None = None,

@@ -102,13 +102,27 @@ def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> 
     return logits
 
 
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One id per row of ``probs`` (N, V): the draw of ``torch.multinomial(probs, 1)``, with the same random numbers
+    and result (``argmax(p / q)``, ``q ~ Exp(1)``, its single-sample path), but without its input check, which reads
+    a value back to the host (on some torch versions) and so cannot be captured in a CUDA graph."""
+    return probs.div(torch.empty_like(probs).exponential_(1, generator=generator)).argmax(-1)
+
+
 def choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int, top_p: float,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """(N, V) float logits → (N,) ids: argmax, or a draw from the warped distribution."""
     if not do_sample:
         return logits.argmax(-1)
-    probs = warp(logits, temperature, top_k, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return draw(warp(logits, temperature, top_k, top_p).softmax(-1), generator)
+
+
+def choose_residual(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` settings, no penalty."""
+    c = config
+    return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p,
+                  generator)
 
 
 class CodeSampler:
@@ -145,6 +159,4 @@ class CodeSampler:
         return ids
 
     def residual(self, logits: torch.Tensor, group: int) -> torch.Tensor:
-        c = self.config
-        return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k,
-                      c.subtalker_top_p, self.generator)
+        return choose_residual(logits, self.config, self.generator)

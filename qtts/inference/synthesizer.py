@@ -24,6 +24,7 @@ from qtts.data.batching import collate_prefill
 from qtts.data.sequences import build_sequence, embed_dual_track
 from qtts.inference.generation import Frame, generate_frames
 from qtts.inference.sampling import CodeSampler, SamplingConfig
+from qtts.inference.static_decoding import StaticDecoding
 from qtts.inference.streaming import StreamDecoder
 from qtts.inference.voice import VoicePrompt
 from qtts.models.codec.model import SUBFOLDER, SpeechTokenizer
@@ -51,24 +52,26 @@ class Request:
 
 
 class Synthesizer:
+    """``cuda_graphs``: on CUDA, generate with static KV caches and CUDA graphs (``qtts.inference.static_decoding``;
+    the same codes, far fewer kernel launches); ``None`` turns them on when the model is on CUDA. Ignored off CUDA."""
+
     def __init__(self, model: TTSModel, codec: SpeechTokenizer, tokenizer: TextTokenizer,
-                 sampling: SamplingConfig | None = None):
+                 sampling: SamplingConfig | None = None, cuda_graphs: bool | None = None):
         self.model, self.codec, self.tokenizer = model.eval(), codec.eval(), tokenizer
         self.sampling = sampling or SamplingConfig()
+        self.cuda_graphs = cuda_graphs
+        self._static: StaticDecoding | None = None  # built on first use; dropped when weights or adapters change
         config = model.config
         self.text_ids = TextSpecialIds.from_config(config.to_dict())
         self.codec_ids = CodecSpecialIds.from_config(config.talker_config.to_dict())
-        talker = config.talker_config
-        self._languages = {k.lower(): v for k, v in (talker.codec_language_id or {}).items()}
-        self._speakers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in (talker.spk_id or {}).items()}
-        self._dialects = {k.lower(): v for k, v in (talker.spk_is_dialect or {}).items()}
+        self._read_names()
         self._peft = None
 
     # -- loading ---------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, codec: str | os.PathLike | None = None,
                         tokenizer: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "Synthesizer":
+                        dtype: torch.dtype = torch.float32, cuda_graphs: bool | None = None) -> "Synthesizer":
         """Load a released or exported model folder, a training run folder (its ``export/``, else its newest
         checkpoint) or a talker checkpoint (full or LoRA; ``qtts.models.trained``). The codec is ``codec``, the
         run's ``task.codec``, or the ``speech_tokenizer/`` of the model folder (of a run: of its ``init_from``);
@@ -90,25 +93,42 @@ class Synthesizer:
             tokenizer = folder
         sampling = SamplingConfig.from_folder(folder) if folder is not None else SamplingConfig()
         return cls(model.to(device), SpeechTokenizer.from_pretrained(codec).to(device),
-                   load_text_tokenizer(tokenizer), sampling)
+                   load_text_tokenizer(tokenizer), sampling, cuda_graphs)
 
     # -- LoRA adapters ---------------------------------------------------------------------------------------
+    def _read_names(self) -> None:
+        talker = self.model.config.talker_config
+        self._languages = {k.lower(): v for k, v in (talker.codec_language_id or {}).items()}
+        self._speakers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in (talker.spk_id or {}).items()}
+        self._dialects = {k.lower(): v for k, v in (talker.spk_is_dialect or {}).items()}
+
     def load_adapter(self, folder: str | os.PathLike, name: str = "default") -> None:
-        """Load a peft LoRA adapter folder (a qtts run's ``adapter/``) under ``name`` and make it the active one."""
+        """Load a peft LoRA adapter folder (a qtts run's ``adapter/``) under ``name`` and make it the active one.
+        The rows its run added (speakers, a language, text tokens: ``qtts.adapters.added_rows``) go into the
+        model first, growing the text table when needed, and the adapter's tokenizer replaces the model's; they
+        stay when the adapter is switched off (they serve only the names it added)."""
+        from qtts.adapters.added_rows import apply_added_rows, has_added_rows
         from qtts.adapters.lora import load_adapters, set_adapter
 
+        if has_added_rows(folder):
+            apply_added_rows(self.model, folder)
+            self._read_names()
+            if has_tokenizer(folder):
+                self.tokenizer = load_text_tokenizer(folder)
         if self._peft is None:
             self._peft = load_adapters(self.model, {name: folder})
         else:
             self._peft.load_adapter(str(folder), adapter_name=name)
         self.model.eval()
         set_adapter(self.model, name)
+        self._static = None  # captured graphs hold the modules and scales they ran
 
     def set_adapter(self, name: str | None, scale: float = 1.0) -> None:
         """Switch to adapter ``name`` at ``scale`` × its trained strength, or to the base model (``None``)."""
         from qtts.adapters.lora import set_adapter
 
         set_adapter(self.model, name, scale)
+        self._static = None
 
     def merge_adapter(self) -> None:
         """Fold the active adapter into the weights (faster; no more switching)."""
@@ -117,6 +137,7 @@ class Synthesizer:
         if self._peft is None:
             raise ValueError("no adapter loaded")
         self.model, self._peft = merge_lora(self._peft).eval(), None
+        self._static = None
 
     # -- what the model offers -------------------------------------------------------------------------------
     @property
@@ -230,7 +251,17 @@ class Synthesizer:
                               self.codec_ids.eos, self.device)
         if self.device.type != "cuda":
             check_every = 1  # a check costs nothing off-GPU, and saves the steps of an ended batch
-        return generate_frames(talker, embeds, mask, trailing, pad, sampler, sampling.max_new_tokens, check_every)
+        return generate_frames(talker, embeds, mask, trailing, pad, sampler, sampling.max_new_tokens, check_every,
+                               self._static_decoding())
+
+    def _static_decoding(self) -> StaticDecoding | None:
+        """The talker's graphed decoding when it is on CUDA and ``cuda_graphs`` allows it (kept between calls)."""
+        talker, device = self.model.talker, self.device
+        if device.type != "cuda" or self.cuda_graphs is False:
+            return None
+        if self._static is None or self._static.talker is not talker or self._static.device != device:
+            self._static = StaticDecoding(talker, graphs=True)
+        return self._static
 
     @torch.inference_mode()
     def _prefill(self, requests: Sequence[Request]):

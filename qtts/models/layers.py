@@ -129,6 +129,44 @@ class KVCache:
         return keys, values
 
 
+class StaticKVCache:
+    """Rotated keys and values of one attention layer in buffers of a fixed ``capacity``, for CUDA graphs.
+
+    A graph replays kernels on fixed addresses and shapes, so the cache cannot grow: every step writes its keys at
+    the slots ``length …`` (``length`` is a device tensor, advanced in place, so one captured step serves every
+    position) and attends over the whole buffer; causality hides the slots not written yet (stale ones from an
+    earlier sequence included). Slots count every position seen, left padding included, as ``KVCache.length`` does.
+    """
+
+    def __init__(self, batch: int, kv_heads: int, capacity: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device | str):
+        self.keys = torch.zeros(batch, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.length = torch.zeros((), dtype=torch.long, device=device)
+        self.slots = torch.arange(capacity, device=device)
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[2]
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write new (B, H, T, D) keys/values at ``slots`` (T,) (``length + arange(T)``); return the whole buffers."""
+        self.keys.index_copy_(2, slots, keys)
+        self.values.index_copy_(2, slots, values)
+        self.length += keys.shape[2]
+        return self.keys, self.values
+
+    def reset(self) -> None:
+        """Start a new sequence (in place: a captured graph keeps working on the same tensors)."""
+        self.length.zero_()
+
+    def load(self, other: "StaticKVCache") -> None:
+        """Continue ``other``'s sequence in this (at least as large) cache."""
+        self.keys[:, :, : other.capacity].copy_(other.keys)
+        self.values[:, :, : other.capacity].copy_(other.values)
+        self.length.copy_(other.length)
+
+
 def causal_mask(query_positions: torch.Tensor, key_positions: torch.Tensor, window: int | None) -> torch.Tensor:
     """(Tq, Tk) bool, True where a query may attend: keys at or before it and, with a window,
     fewer than ``window`` positions back (the query itself counts)."""
@@ -174,7 +212,8 @@ class Attention(nn.Module):
     """Causal multi-head attention with RoPE, grouped KV heads, optional QK-norm and sliding window.
 
     ``forward(x, cos, sin, cache, mask)``: with a ``KVCache`` the call continues the sequence the cache has
-    seen (cos/sin must then be for positions ``cache.length …``). ``mask`` (bool, broadcastable to
+    seen (cos/sin must then be for positions ``cache.length …``); a ``StaticKVCache`` does the same on fixed
+    shapes (its whole buffer is attended, under a causal mask over its slots). ``mask`` (bool, broadcastable to
     (B, 1, T, keys), True = may attend; see ``attention_mask``) further restricts the causal mask, for
     padded batches and packed sequences. A query always sees its own key, so a fully padded row stays
     finite (a NaN there would leak into valid rows through 0 · NaN in later layers).
@@ -209,7 +248,7 @@ class Attention(nn.Module):
             self.q_norm = self.k_norm = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | StaticKVCache | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -221,19 +260,27 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
-        start = 0
-        if cache is not None:
+        start, static = 0, isinstance(cache, StaticKVCache)
+        if static:  # positions are device tensors: no host value, so a captured step replays at any position
+            query_positions = cache.length + torch.arange(length, device=x.device)
+            k, v = cache.update(k, v, query_positions)
+        elif cache is not None:
             start = cache.length
             keep = None if self.sliding_window is None else self.sliding_window - 1
             k, v = cache.update(k, v, keep)
         allowed, causal = None, True  # plain causal attention: SDPA's is_causal path (flash kernels on GPU)
-        if length == 1 and mask is None:
+        if length == 1 and mask is None and not static:
             causal = False  # one new query sees every cached key (the cache keeps only what the window reaches)
-        elif mask is not None or self.sliding_window is not None or k.shape[2] != length:
-            query_positions = torch.arange(start, start + length, device=x.device)
-            key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
+        elif static or mask is not None or self.sliding_window is not None or k.shape[2] != length:
+            if static:
+                key_positions = cache.slots
+            else:
+                query_positions = torch.arange(start, start + length, device=x.device)
+                key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
             allowed = causal_mask(query_positions, key_positions, self.sliding_window)
             if mask is not None:
+                if mask.shape[-1] > k.shape[2]:  # a windowed KVCache dropped the keys out of reach: so does the mask
+                    mask = mask[..., mask.shape[-1] - k.shape[2]:]
                 allowed = allowed & (mask | (query_positions[:, None] == key_positions[None, :]))
 
         out = F.scaled_dot_product_attention(
@@ -300,7 +347,7 @@ class TransformerBlock(nn.Module):
             self.self_attn_layer_scale = self.mlp_layer_scale = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | StaticKVCache | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)

@@ -19,11 +19,10 @@ from qtts.models.talker import TTSModel
 
 def load_trained(source: str | os.PathLike, dtype: torch.dtype | None = torch.float32) -> tuple[TTSModel, dict]:
     """(model, hparams); hparams are the run's task settings (``codec``, ``init_from``, …), empty for a folder."""
-    from qtts.training.run import newest_checkpoint
-
     source = Path(source)
     if source.is_dir() and (source / CONFIG_NAME).is_file():
         return TTSModel.from_pretrained(source, dtype=dtype), {"init_from": str(source)}
+    from qtts.training.run import newest_checkpoint  # Hydra and Lightning: only for runs and checkpoints
     if source.is_dir():
         checkpoint = newest_checkpoint(source)
         hparams = _hparams(checkpoint) if checkpoint else {}

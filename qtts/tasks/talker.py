@@ -4,8 +4,8 @@ The model is the released ``TTSModel`` (talker + code predictor, and for Base mo
 encoder); batches are dual-track sequences (``qtts.data.sequences``) whose labels are already aligned.
 Loss = CE(group 0) + ``predictor_weight`` · CE(groups 1..15) (``dual_track_loss``). The speaker encoder
 is trained with the talker (as in the paper) or frozen (``speaker_encoder: frozen``). With ``lora`` only the
-adapters (and, with ``train_speaker_rows``, the named speakers' codec rows) train; checkpoints then hold just those,
-and the run ends with a peft adapter folder (``adapter/``) besides the merged export.
+adapters and the rows a fine-tune adds (speakers', new languages' and added tokens' rows) train; checkpoints then
+hold just those, and the run ends with a peft adapter folder (``adapter/``) besides the merged export.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from qtts.data.batching import DualTrackBatch
-from qtts.data.sequences import embed_dual_track
 from qtts.models.checkpoint import CONFIG_NAME, save_weights, write_json
 from qtts.models.talker.config import TTSConfig
 from qtts.models.talker.model import TTSModel
@@ -41,7 +40,8 @@ class TalkerTask(L.LightningModule):
                  betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.1, warmup_steps: int = 0,
                  min_lr_ratio: float = 0.1, gradient_checkpointing: bool = False, seed: int = 0,
                  codec: str | None = None, log_media: bool = True, lora: dict | None = None,
-                 train_speaker_rows: bool = False):
+                 train_speaker_rows: bool = False, train_language_rows: list[str] | None = None,
+                 train_added_tokens: bool = False):
         super().__init__()
         if model is None and init_from is None:
             raise ValueError("give model (a config for a new model) or init_from (a model folder)")
@@ -65,17 +65,46 @@ class TalkerTask(L.LightningModule):
                 raise ValueError("LoRA fine-tunes a trained model: set task.init_from")
             self._peft.append(add_lora(self.model, LoraSettings(**lora)))
             self.strict_loading = False  # checkpoints hold only what trains; the rest comes from init_from
-        if train_speaker_rows:
-            from qtts.adapters.speakers import keep_only_rows_trainable
-
-            rows = [v[0] if isinstance(v, list) else int(v) for v in (self.config.talker_config.spk_id or {}).values()]
-            if not rows:
-                raise ValueError("train_speaker_rows: the model names no speakers (run `qtts speakers add` first)")
-            table = self.model.talker.model.codec_embedding
-            if lora is not None or not table.weight.requires_grad:
-                keep_only_rows_trainable(getattr(table, "base_layer", table), rows)
+        self._train_new_rows(train_speaker_rows, train_language_rows or [], train_added_tokens,
+                             frozen=lora is not None)
         self._clock: float | None = None
         self._codec: list = []  # loaded at the first validation; held in a list so it is no submodule (nor in checkpoints)
+
+    def _train_new_rows(self, speakers: bool, languages: list[str], added_tokens: bool, frozen: bool) -> None:
+        """Train the rows a fine-tune adds on a frozen table (LoRA, or a frozen embedding): the named speakers'
+        and ``languages``' codec rows, and the text rows of tokens added to the tokenizer (``qtts languages add
+        --tokens-file``: every id past the built-in Qwen2 BPE's). Each table gets one gradient mask."""
+        from qtts.adapters.speakers import keep_only_rows_trainable
+
+        talker = self.config.talker_config
+        codec_rows: list[int] = []
+        if speakers:
+            codec_rows += [v[0] if isinstance(v, list) else int(v) for v in (talker.spk_id or {}).values()]
+            if not codec_rows:
+                raise ValueError("train_speaker_rows: the model names no speakers (run `qtts speakers add` first)")
+        known = {k.lower(): int(v) for k, v in (talker.codec_language_id or {}).items()}
+        for name in languages:
+            if name.lower() not in known:
+                raise ValueError(f"train_language_rows: the model has no language {name!r} (its languages: "
+                                 f"{sorted(known)}; add one with `qtts languages add`)")
+            codec_rows.append(known[name.lower()])
+        text_rows: list[int] = []
+        if added_tokens:
+            from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
+
+            source = self.hparams.init_from
+            if not has_tokenizer(source):
+                raise ValueError("train_added_tokens: init_from must be a model folder with its own tokenizer")
+            text_rows = list(range(load_text_tokenizer(None).vocab_size, load_text_tokenizer(source).vocab_size))
+            if not text_rows:
+                raise ValueError(f"train_added_tokens: the tokenizer of {source} adds no tokens "
+                                 "(qtts languages add --tokens-file adds some)")
+        self._added_rows = {"codec_embedding": codec_rows, "text_embedding": text_rows}
+        model = self.model.talker.model
+        for table, rows in ((model.codec_embedding, codec_rows), (model.text_embedding, text_rows)):
+            table = getattr(table, "base_layer", table)  # under LoRA on the embeddings
+            if rows and (frozen or not table.weight.requires_grad):
+                keep_only_rows_trainable(table, rows)
 
     # -- sharding (FSDP2) -------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -122,29 +151,13 @@ class TalkerTask(L.LightningModule):
 
     def _forward(self, batch: dict[str, Any]):
         tracks: DualTrackBatch = batch["tracks"]
-        talker = self.model.talker
-        xvectors = self.xvectors(batch, tracks)
-        embeds = embed_dual_track(tracks, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
-                                  residual_embeds=talker.code_predictor.model.codec_embedding, xvectors=xvectors)
-        # Rows holding one utterance need no mask (right padding sits after every real query, so causal attention
-        # never reaches it): SDPA then takes its fused causal kernels. Packed rows keep attention per utterance.
-        documents = tracks.document_ids if batch.get("packed", True) else None
-        return talker(embeds, position_ids=tracks.position_ids, document_ids=documents)
+        return self.model.forward_tracks(tracks, self.xvectors(batch, tracks), packed=batch.get("packed", True))
 
     def xvectors(self, batch: dict[str, Any], tracks: DualTrackBatch) -> torch.Tensor | None:
-        """One speaker-encoder vector per x-vector slot, from the batch's reference clips."""
-        if "reference" not in batch:
-            return None  # no x-vector slots (embed_dual_track checks that the counts match)
-        encoder = self.model.speaker_encoder
-        if encoder is None:
-            raise ValueError("the batch has x-vector slots but the model has no speaker encoder "
-                             "(set data.xvector=false for CustomVoice / VoiceDesign models)")
+        """One speaker-encoder vector per x-vector slot (with gradients unless the encoder is frozen)."""
         context = torch.no_grad() if self.hparams.speaker_encoder == "frozen" else torch.enable_grad()
         with context:
-            mels = batch.get("reference_mels")
-            if mels is not None and mels.shape[-1] == encoder.config.mel_dim:  # computed by the data workers
-                return encoder(mels.to(encoder.fc.weight.dtype), batch["reference_frames"])
-            return encoder.embed_audio(batch["reference"], batch["reference_lengths"])
+            return self.model.reference_xvectors(batch)
 
     # -- steps ------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -218,7 +231,7 @@ class TalkerTask(L.LightningModule):
         """The released folder format, loadable by qwen-tts: complete (tokenizer files, generation config,
         ``speech_tokenizer/``) when the run has a codec or an ``init_from`` folder with one, else ``config.json`` +
         ``model.safetensors``. LoRA runs write the merged model, and their adapter as a peft folder next to it
-        (``adapter/``)."""
+        (``adapter/``, with the rows the run added: ``qtts.adapters.added_rows``)."""
         from qtts.models.codec.model import SUBFOLDER
         from qtts.models.export import export_release
 
@@ -226,7 +239,10 @@ class TalkerTask(L.LightningModule):
         if self._peft:
             from qtts.adapters.lora import merge_lora, save_adapter
 
-            save_adapter(self._peft[0], Path(folder).parent / "adapter")
+            from qtts.adapters.added_rows import save_added_rows
+
+            adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter")
+            save_added_rows(self.model, adapter, self._added_rows, tokenizer_folder=self.hparams.init_from)
             model = merge_lora(copy.deepcopy(self._peft[0]))
         source = self.hparams.init_from
         codec = self.hparams.codec

@@ -67,6 +67,19 @@ def register_language(code: str, name: str, codec_id: int | None = None, parent:
     return lang
 
 
+def language_from_spec(spec: str) -> Language:
+    """A command-line language: a known code or name (``de``, ``german``), or ``CODE:NAME`` to register a new one
+    (``gsw:swissgerman``; its codec row comes later from the model, ``qtts languages add``)."""
+    code, sep, name = str(spec).partition(":")
+    if not sep:
+        return get_language(code)
+    if not (code.strip() and name.strip()):
+        raise ValueError(f"language {spec!r}: expected CODE or CODE:NAME (e.g. gsw:swissgerman)")
+    if is_known_language(code) and get_language(code).name == name.strip().lower():
+        return get_language(code)
+    return register_language(code.strip().lower(), name.strip().lower())
+
+
 def get_language(key: str) -> Language:
     """Look a language up by code or name (case-insensitive); unknown keys raise ``KeyError``."""
     lang = _registry.get(str(key).strip().lower())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: run.sh RECORDINGS_DIR LANGUAGE BASE_FOLDER WORK_DIR [Hydra overrides...]   (see README.md)
 set -euo pipefail
-recordings=$1 language=$2 base=$3 work=$4
+language=$2
+recordings=$(realpath "$1") base=$(realpath "$3") work=$(realpath -m "$4")
 shift 4
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 py="$repo/.venv/bin/python" qtts="$repo/.venv/bin/qtts"
@@ -12,6 +13,6 @@ mkdir -p "$work"
 "$qtts" speakers add "$base" "$work/codes" "$work/base_with_speakers"
 "$py" "$repo/scripts/train.py" experiment=custom_voice task.init_from="$work/base_with_speakers" \
   data.codes="$work/codes" run_root="$work/runs" "$@"
-run=$(ls -d "$work"/runs/custom_voice/*/ | sort | tail -1)
+run=$(ls -d "$work"/runs/custom_voice/*/ | sort | tail -1); run=${run%/}
 "$qtts" export "$run" "$work/export" --model-type custom_voice
 echo "custom voices in $work/export: qtts synth $work/export --speaker NAME --text '...' --out out.wav"

@@ -13,10 +13,14 @@ from qtts.adapters.speakers import FIRST_SPEAKER_ROW, keep_only_rows_trainable, 
 from qtts.audio.io import load_audio
 from qtts.cli import main
 from qtts.data.extract_codes import open_codes
+from qtts.data.mixture import Source, mix_sources
 from qtts.inference import Synthesizer
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker import TTSModel, tiny
 from qtts.models.talker.config import SPEAKER_IDS, released_0_6b
+from qtts.models.trained import load_trained
+from qtts.tasks.talker_eval import evaluate_talker
+from qtts.text.tokenizer import load_text_tokenizer
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run, step_losses
 
@@ -69,14 +73,25 @@ def test_fine_tune_custom_voices_and_export_for_qwen_tts(base, talker_codes, tmp
     expected = mean_xvectors(TTSModel.from_pretrained(base).speaker_encoder, {first: clips})[first]
     torch.testing.assert_close(model.talker.model.codec_embedding.weight[spk_id[first]], expected)
 
-    # 2. fine-tune: speaker rows in the slot, a third of the examples keep the x-vector (cloning) layout
-    args = fine_tune_args(talker_codes, added, tmp_path, 30) + ["data.clone_prob=0.3"]
+    # 2. fine-tune: speaker rows in the slot, a third of the examples keep the x-vector (cloning) layout; two
+    # voices are held out of training, to check that cloning voices the fine-tune never saw survives it
+    held_out = [s for s in speakers if s.endswith("spk2")]
+    assert len(held_out) == 2
+    codes = f"[{{path: {talker_codes}, exclude_speakers: [{','.join(held_out)}]}}]"
+    args = fine_tune_args(codes, added, tmp_path, 30) + ["data.clone_prob=0.3"]
     result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = only_run(tmp_path, "talker_demo")
     with open(run / "logs" / "metrics.csv") as f:
         loss = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
     assert sum(loss[-5:]) / 5 < 0.8 * sum(loss[:5]) / 5, loss
+    unseen = mix_sources([Source(str(talker_codes), speakers=held_out)])
+    assert sorted({str(s).lower() for s in unseen["speaker"]}) == held_out
+    tok = load_text_tokenizer()
+    cloning = {name: evaluate_talker(load_trained(folder)[0], unseen, tok, by="speaker", layout="clone")
+               for name, folder in (("before", added), ("after", run))}
+    for speaker in held_out:  # cloning an unseen voice: no worse than before the fine-tune
+        assert cloning["after"][speaker]["loss"] < cloning["before"][speaker]["loss"], cloning
 
     # 3. export as a CustomVoice folder; qwen-tts speaks each name, and greedy equals qtts
     export = tmp_path / "custom_voice"

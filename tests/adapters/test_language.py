@@ -4,6 +4,7 @@ and a folder that qtts and transformers' tokenizer (as qwen-tts loads it) both r
 import pytest
 import torch
 
+from qtts.adapters.added_rows import apply_added_rows, save_added_rows
 from qtts.adapters.language import add_language, extend_vocabulary
 from qtts.cli import main
 from qtts.inference import Request, Synthesizer
@@ -72,3 +73,33 @@ def test_folder_with_a_new_language_loads_and_speaks_it(tmp_path):
     codes = synth.generate_codes([Request("Grüezi mitenand.", language="swissgerman", prompt=None, speaker=None)],
                                  max_new_tokens=3, do_sample=False, subtalker_dosample=False)
     assert codes[0].shape == (3, 16)
+
+
+def test_added_rows_grow_a_smaller_table_and_keep_its_rows(tmp_path):
+    """An adapter's added rows (a language row, 400 tokens that grew the text table) onto the base it came from:
+    the base's rows load as they are, the table grows to the adapter's size, names and new rows arrive."""
+    trained, tok = model(), load_text_tokenizer()
+    row = add_language(trained, "swissgerman")
+    many = [f"neuwort{i}" for i in range(400)]
+    extended = extend_vocabulary(trained, tok, many)
+    new_ids = [extended.token_to_id(w) for w in many]
+    with torch.no_grad():
+        trained.talker.model.codec_embedding.weight[row] += 1.0  # as if trained
+    save_added_rows(trained, tmp_path, {"codec_embedding": [row], "text_embedding": new_ids})
+    base = model()
+    old_text = base.talker.model.text_embedding.weight.detach().clone()
+    old_codec = base.talker.model.codec_embedding.weight.detach().clone()
+    apply_added_rows(base, tmp_path)
+    text, codec = base.talker.model.text_embedding.weight, base.talker.model.codec_embedding.weight
+    assert text.shape == trained.talker.model.text_embedding.weight.shape and text.shape[0] > old_text.shape[0]
+    assert base.config.talker_config.text_vocab_size == text.shape[0]
+    torch.testing.assert_close(text[new_ids], trained.talker.model.text_embedding.weight[new_ids])
+    untouched = [i for i in range(old_text.shape[0]) if i not in set(new_ids)]
+    torch.testing.assert_close(text[untouched], old_text[untouched])
+    torch.testing.assert_close(codec[row], trained.talker.model.codec_embedding.weight[row])
+    assert (codec[:row] == old_codec[:row]).all() and (codec[row + 1:] == old_codec[row + 1:]).all()
+    assert base.config.talker_config.codec_language_id["swissgerman"] == row
+    other = model()
+    add_language(other, "romansh", row=row)  # the row means something else there
+    with pytest.raises(ValueError, match="used by the model for other ids"):
+        apply_added_rows(other, tmp_path)

@@ -289,9 +289,12 @@ def released_1_7b(tts_model_type: str = "base") -> TTSConfig:
 
 
 def tiny(tts_model_type: str = "base", talker_hidden: int = 64, predictor_hidden: int = 64,
-         layers: int = 2, predictor_layers: int = 2, text_hidden: int = 32) -> TTSConfig:
+         layers: int = 2, predictor_layers: int = 2, text_hidden: int = 32,
+         languages: list[str] | None = None) -> TTSConfig:
     """Test shapes that keep every special id: codec vocab 3072 (ids up to 3066), text vocab 151936 (ids up to
-    151673) with a narrow text embedding, 16 code groups, head_dim 16 with a matching ``mrope_section``."""
+    151673) with a narrow text embedding, 16 code groups, head_dim 16 with a matching ``mrope_section``.
+    ``languages``: the languages (codes or names) the model gets a row for (None: every released one); a model
+    pretrained without one learns it later as a new language."""
     predictor = CodePredictorConfig(hidden_size=predictor_hidden, intermediate_size=2 * predictor_hidden,
                                     num_hidden_layers=predictor_layers, num_attention_heads=4, num_key_value_heads=2,
                                     head_dim=16)
@@ -299,6 +302,11 @@ def tiny(tts_model_type: str = "base", talker_hidden: int = 64, predictor_hidden
     talker = _talker_for(tts_model_type, code_predictor_config=predictor, hidden_size=talker_hidden,
                          intermediate_size=2 * talker_hidden, num_hidden_layers=layers, num_attention_heads=4,
                          num_key_value_heads=2, head_dim=16, rope_scaling=rope, text_hidden_size=text_hidden)
+    if languages is not None:
+        from qtts.text.languages import get_language
+
+        keep = {get_language(key).name for key in languages}
+        talker.codec_language_id = {k: v for k, v in talker.codec_language_id.items() if k in keep}
     speaker = SpeakerEncoderConfig(enc_dim=talker_hidden, enc_channels=[16, 16, 16, 16, 48],
                                    enc_attention_channels=8, enc_se_channels=8, enc_res2net_scale=4)
     return TTSConfig(talker_config=talker, speaker_encoder_config=speaker, tts_model_size="tiny",

@@ -81,3 +81,30 @@ class TTSModel(nn.Module):
         save_weights(folder, self.state_dict())
         write_json(folder / CONFIG_NAME, self.config.to_dict())
 
+    # -- training rows ------------------------------------------------------------------------------------
+    def reference_xvectors(self, batch: dict) -> torch.Tensor | None:
+        """One speaker-encoder vector per x-vector slot of a collated batch (``collate_talker``), from its
+        reference clips (or the mels its data workers computed); None when the batch has no slots."""
+        if "reference" not in batch:
+            return None  # no x-vector slots (embed_dual_track checks that the counts match)
+        encoder = self.speaker_encoder
+        if encoder is None:
+            raise ValueError("the batch has x-vector slots but the model has no speaker encoder "
+                             "(set data.xvector=false for CustomVoice / VoiceDesign models)")
+        mels = batch.get("reference_mels")
+        if mels is not None and mels.shape[-1] == encoder.config.mel_dim:
+            return encoder(mels.to(encoder.fc.weight.dtype), batch["reference_frames"])
+        return encoder.embed_audio(batch["reference"], batch["reference_lengths"])
+
+    def forward_tracks(self, tracks, xvectors: torch.Tensor | None = None, packed: bool = True):
+        """The talker over collated dual-track rows (``qtts.data.batching.DualTrackBatch``): text + codec
+        embeddings (x-vectors in their slots) → ``TalkerOutput`` (hidden states, logits)."""
+        from qtts.data.sequences import embed_dual_track
+
+        talker = self.talker
+        embeds = embed_dual_track(tracks, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
+                                  residual_embeds=talker.code_predictor.model.codec_embedding, xvectors=xvectors)
+        # Rows holding one utterance need no mask (right padding sits after every real query, so causal attention
+        # never reaches it): SDPA then takes its fused causal kernels. Packed rows keep attention per utterance.
+        return talker(embeds, position_ids=tracks.position_ids, document_ids=tracks.document_ids if packed else None)
+

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from qtts.models.layers import (
-    KVCache, Linear, RMSNorm, RotaryEmbedding, TransformerBlock, document_positions,
+    KVCache, Linear, RMSNorm, RotaryEmbedding, StaticKVCache, TransformerBlock, document_positions,
 )
 from qtts.models.layers import attention_mask as build_mask  # `attention_mask` is forward's argument
 from qtts.models.talker.config import CodePredictorConfig, TalkerConfig
@@ -52,7 +52,7 @@ class Decoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None = None,
-                cache: list[KVCache] | None = None) -> torch.Tensor:
+                cache: list[KVCache] | list[StaticKVCache] | None = None) -> torch.Tensor:
         """x (B, T, hidden), positions (B, T) or (T,) → normed hidden states (B, T, hidden)."""
         cos, sin = self.rotary(positions)
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
@@ -65,6 +65,12 @@ class Decoder(nn.Module):
 
     def new_cache(self) -> list[KVCache]:
         return [KVCache() for _ in self.layers]
+
+    def new_static_cache(self, batch: int, capacity: int) -> list[StaticKVCache]:
+        """Preallocated caches of ``capacity`` positions, in the weights' dtype and device (for CUDA graphs)."""
+        weight = self.norm.weight
+        return [StaticKVCache(batch, layer.self_attn.num_kv_heads, capacity, layer.self_attn.head_dim, weight.dtype,
+                              weight.device) for layer in self.layers]
 
 
 class TalkerModel(Decoder):
@@ -118,11 +124,12 @@ class CodePredictor(nn.Module):
         else:
             self.small_to_mtp_projection = nn.Identity()
 
-    def forward(self, inputs_embeds: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(self, inputs_embeds: torch.Tensor, cache: list[KVCache] | list[StaticKVCache] | None = None
+                ) -> torch.Tensor:
         """(N, L, talker width) → normed hidden (N, L, predictor width); positions continue the cache (a fresh
         cache, or none, per frame: positions restart at 0 every frame)."""
-        start = 0 if cache is None else cache[0].length
-        positions = torch.arange(start, start + inputs_embeds.shape[1], device=inputs_embeds.device)
+        start = 0 if cache is None else cache[0].length  # an int, or a device tensor for a static cache
+        positions = start + torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
         return self.model(self.small_to_mtp_projection(inputs_embeds), positions, cache=cache)
 
     def frame_logits(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
@@ -177,12 +184,13 @@ class Talker(nn.Module):
         position_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
-        cache: list[KVCache] | None = None,
+        cache: list[KVCache] | list[StaticKVCache] | None = None,
     ) -> TalkerOutput:
         """inputs_embeds (B, T, H) → hidden states and group-0 logits at every position.
 
         ``attention_mask`` (B, keys): 1 real, 0 padding (left-padded batches); ``document_ids`` (B, keys):
-        packed rows, attention stays inside a document. With a ``cache`` both cover cached + new positions.
+        packed rows, attention stays inside a document. With a ``cache`` both cover cached + new positions (with a
+        static cache: its every slot, and ``position_ids`` must be given).
         ``position_ids`` (B, T) default: restarting per document, else ``cumsum(attention_mask) - 1`` (as
         qwen-tts), else consecutive after the cache.
         """
@@ -203,6 +211,10 @@ class Talker(nn.Module):
     def new_cache(self) -> list[KVCache]:
         """An empty KV cache for incremental decoding with ``forward(…, cache=…)``."""
         return self.model.new_cache()
+
+    def new_static_cache(self, batch: int, capacity: int) -> list[StaticKVCache]:
+        """A preallocated KV cache of ``capacity`` positions (``qtts.inference.static_decoding``)."""
+        return self.model.new_static_cache(batch, capacity)
 
     # ---- code predictor ----
 
@@ -227,12 +239,19 @@ class Talker(nn.Module):
     def predict_codes(
         self, hidden: torch.Tensor, first: torch.Tensor,
         sample: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        cache: list[StaticKVCache] | None = None,
     ) -> torch.Tensor:
         """Inference: hidden (N, H) and sampled group-0 codes (N,) → codes (N, G) of the frame, one group at a
-        time with a KV cache. ``sample(logits (N, vocab), group) → ids (N,)``; default greedy."""
+        time with a KV cache. ``sample(logits (N, vocab), group) → ids (N,)``; default greedy. ``cache``: a
+        static cache of at least G positions to reuse (``code_predictor.model.new_static_cache``); default a
+        fresh dynamic one."""
         sample = sample or (lambda logits, group: logits.argmax(-1))
         predictor = self.code_predictor
-        cache = predictor.model.new_cache()
+        if cache is None:
+            cache = predictor.model.new_cache()
+        else:
+            for layer in cache:
+                layer.reset()
         inputs = torch.stack([hidden, self.model.codec_embedding(first)], dim=1)
         codes = [first]
         for g in range(1, self.config.num_code_groups):

@@ -1,0 +1,71 @@
+"""The recipe scripts end to end on CPU (slow): a folder of German recordings from the synthetic corpus → custom
+voices (``recipes/custom_voice/run.sh``) and a new language (``recipes/new_language/run.sh``) on a tiny random Base
+folder, each ending in a folder that speaks."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qtts.inference import Synthesizer
+from qtts.models.random_release import tiny_codec_config, write_random_release
+from qtts.models.talker import tiny
+from tests.conftest import REPO, subprocess_env
+
+pytestmark = pytest.mark.slow
+CPU = ["trainer.accelerator=cpu", "trainer.max_steps=4", "data.num_workers=0", "data.max_tokens_per_batch=600",
+       "data.val_fraction=0.0", "trainer.check_val_every_n_epoch=1000", "~callbacks.early_stop",
+       "trainer.enable_progress_bar=false", "task.warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def recordings(tiny_corpus, tmp_path_factory) -> Path:
+    """ROOT/<speaker>/<id>.wav + <id>.txt for the corpus's German clips."""
+    root = tmp_path_factory.mktemp("recordings")
+    synthetic = tiny_corpus.parent / "synthetic"
+    for line in (synthetic / "manifest.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["language"] == "de":
+            folder = root / row["speaker"]
+            folder.mkdir(exist_ok=True)
+            audio = Path(row["audio"]) if Path(row["audio"]).is_absolute() else synthetic / row["audio"]
+            shutil.copy(audio, folder / f"{row['id']}.wav")
+            (folder / f"{row['id']}.txt").write_text(row["text"], encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return write_random_release(tmp_path_factory.mktemp("base"), tiny("base", predictor_hidden=32),
+                                tiny_codec_config(), seed=5)
+
+
+def recipe(name: str, *args, env=None):
+    result = subprocess.run(["bash", str(REPO / "recipes" / name / "run.sh"), *map(str, args)],
+                            env=subprocess_env() | (env or {}), capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_custom_voice_recipe(recordings, base, tmp_path):
+    out = recipe("custom_voice", recordings, "de", base, tmp_path / "work", *CPU)
+    assert "custom voices in" in out
+    synth = Synthesizer.from_pretrained(tmp_path / "work" / "export")
+    assert synth.model_type == "custom_voice" and len(synth.speakers) == 3
+    wav = synth.custom_voice("Guten Morgen.", speaker=synth.speakers[0], language="german", max_new_tokens=4)
+    assert 0 < wav.numel() <= 4 * 1920
+
+
+def test_new_language_recipe(recordings, base, tmp_path):
+    (tmp_path / "tokens.txt").write_text("Grüezi\nChuchichäschtli\n", encoding="utf-8")
+    out = recipe("new_language", recordings, "gsw", "swissgerman", base, tmp_path / "work", *CPU,
+                 env={"TOKENS": str(tmp_path / "tokens.txt")})
+    run = Path(out.split("language adapter: ")[1].split("/adapter")[0])
+    synth = Synthesizer.from_pretrained(base)
+    synth.load_adapter(run / "adapter")
+    assert "swissgerman" in synth.languages and len(synth.tokenizer.encode("Grüezi")) == 1
+    wav = synth.voice_clone("Grüezi mitenand.", ref_audio=next(recordings.rglob("*.wav")), x_vector_only=True,
+                            language="swissgerman", max_new_tokens=4)
+    assert 0 < wav.numel() <= 4 * 1920
