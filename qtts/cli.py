@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     sa.add_argument("--codec", default=None, help="speech tokenizer folder (default: BASE/speech_tokenizer)")
     sa.add_argument("--start", type=int, default=3000, help="lowest codec row for new speakers")
     sa.add_argument("--max-clips", type=int, default=20, help="clips per speaker for its mean x-vector")
+    sa.add_argument("--speakers", default=None, metavar="NAME[,NAME…]",
+                    help="only these speakers of the corpus (default: all); fine-tune on their rows alone, e.g. "
+                    "data.codes=[{path: CODES, speakers: [NAME]}]")
     sa.set_defaults(func=_speakers_add)
 
     la = commands.add_parser("languages", help="new languages for a trained model")
@@ -168,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default="demo_out")
     d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
     d.add_argument("--train-steps", type=int, default=60, help="speaker-encoder steps (0 skips it)")
-    d.add_argument("--codec-steps", type=int, default=40, help="codec optimizer steps (0 skips it)")
+    d.add_argument("--codec-steps", type=int, default=60, help="codec optimizer steps (0 skips it and the rest)")
+    d.add_argument("--talker-steps", type=int, default=80, help="talker pretraining steps (0 skips it and the rest)")
+    d.add_argument("--voice-steps", type=int, default=40, help="LoRA custom-voice steps (0 skips it and the synthesis)")
+    d.add_argument("--voice", default="en_spk0", help="the corpus speaker who becomes the custom voice")
+    d.add_argument("--max-new-tokens", type=int, default=40, help="most frames (80 ms) per synthesized sentence")
     d.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)
@@ -486,6 +493,16 @@ def _speakers_add(args: argparse.Namespace) -> int:
         from qtts.data.manifest import read_manifest
 
         rows = [u.to_json() for u in read_manifest(corpus)]
+    if args.speakers:
+        wanted = {name.strip().lower() for name in args.speakers.split(",") if name.strip()}
+        names = [str(s).lower() for s in (rows["speaker"] if corpus.is_dir() else [r["speaker"] for r in rows])]
+        missing = sorted(wanted - set(names))
+        if missing:
+            print(f"error: --speakers {', '.join(missing)}: not in {corpus} (its speakers: "
+                  f"{', '.join(sorted(set(names))[:20])})", file=sys.stderr)
+            return 2
+        keep = [i for i, name in enumerate(names) if name in wanted]
+        rows = rows.select(keep) if corpus.is_dir() else [rows[i] for i in keep]
     try:
         added = add_speakers_from_rows(args.base, rows, args.out, codec=args.codec, start=args.start,
                                        max_clips=args.max_clips)
@@ -563,7 +580,8 @@ def _demo(args: argparse.Namespace) -> int:
     from qtts.demo import run_demo
 
     return run_demo(Path(args.out), per_speaker=args.per_speaker, train_steps=args.train_steps,
-                    codec_steps=args.codec_steps)
+                    codec_steps=args.codec_steps, talker_steps=args.talker_steps, voice_steps=args.voice_steps,
+                    voice=args.voice, max_new_tokens=args.max_new_tokens)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The main job on the built-in default: synthetic corpus → validate → Arrow corpus → summary → training.
+"""The main job on the built-in default: synthetic corpus → validate → Arrow corpus → summary → trainings (speaker
+encoder, 12 Hz codec, talker) → a LoRA custom voice that speaks the ten languages.
 
-Everything comes from packages and espeak-ng; nothing is downloaded. Each stage skips work that
-is already done, so a second ``make demo`` is quick.
+Everything comes from packages and espeak-ng; nothing is downloaded. Each stage skips work that is already done (a
+training whose run reached its steps and wrote its outputs is reused; an interrupted one continues), so a second
+``make demo`` is quick. Other settings on an existing ``demo_out``: ``make clean`` first.
 """
 
 from __future__ import annotations
@@ -9,76 +11,197 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 40) -> int:
-    import numpy as np
-
+def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 60,
+             talker_steps: int = 80, voice_steps: int = 40, voice: str = "en_spk0", max_new_tokens: int = 40) -> int:
+    """``train_steps`` (speaker encoder), ``codec_steps``, ``talker_steps`` (pretraining) and ``voice_steps`` (LoRA)
+    size the trainings; 0 skips that one and (for the last three) what builds on it. ``voice`` is the corpus speaker
+    who becomes the custom voice; ``max_new_tokens`` caps each synthesized sentence (frames of 80 ms)."""
     from data_prep.synthetic import generate_corpus
-    from qtts.cli import main as cli
-    from qtts.data.extract_codes import open_codes
     from qtts.data.corpus import build_corpus, format_summary, summarize
     from qtts.data.validate import validate_manifest
     from qtts.text.templates import target_ids
     from qtts.text.tokenizer import load_text_tokenizer
 
     out = Path(out).resolve()
+    times: dict[str, float] = {}
     t0 = time.time()
-    _stage("1/6 synthetic multilingual corpus (espeak-ng, 10 languages, 3 voices each)")
-    manifest = generate_corpus(out / "synthetic", utterances_per_speaker=per_speaker)
+    with _stage("1/9 synthetic multilingual corpus (espeak-ng, 10 languages, 3 voices each)", times):
+        manifest = generate_corpus(out / "synthetic", utterances_per_speaker=per_speaker)
 
-    _stage("2/6 validate")
-    report = validate_manifest(manifest, out / "validated")
-    print(report.summary())
+    with _stage("2/9 validate", times):
+        report = validate_manifest(manifest, out / "validated")
+        print(report.summary())
     if report.clean == 0:
         print("no usable rows", file=sys.stderr)
         return 1
 
-    _stage("3/6 Arrow corpus with tokenized text (built-in Qwen2 BPE)")
-    tokenizer = load_text_tokenizer()
-    ds = build_corpus(out / "validated" / "clean.jsonl", out / "corpus",
-                      encode_text=lambda text: target_ids(tokenizer, text).content)
-    print(f"{len(ds)} rows → {out / 'corpus'}")
+    with _stage("3/9 Arrow corpus with tokenized text (built-in Qwen2 BPE)", times):
+        tokenizer = load_text_tokenizer()
+        ds = build_corpus(out / "validated" / "clean.jsonl", out / "corpus",
+                          encode_text=lambda text: target_ids(tokenizer, text).content)
+        print(f"{len(ds)} rows → {out / 'corpus'}")
 
-    _stage("4/6 summary per language and speaker")
-    print(format_summary(summarize(ds)))
+    with _stage("4/9 summary per language and speaker", times):
+        print(format_summary(summarize(ds)))
 
     if train_steps > 0:
-        _stage(f"5/6 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)")
-        if _train("speaker_encoder_demo", out, f"trainer.max_steps={train_steps}"):
-            return 1
+        with _stage(f"5/9 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)", times):
+            if _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None) is None:
+                return 1
+    steps = [codec_steps, talker_steps, voice_steps]
     if codec_steps > 0:
-        _stage(f"6/6 tiny 12 Hz-architecture codec: GAN training ({codec_steps} optimizer steps), export, "
-               "code extraction over the corpus, reconstructions")
-        if _train("codec_demo", out, f"trainer.max_steps={codec_steps}", "data.crop_seconds=0.5",
-                  "data.max_seconds_per_batch=2.0"):
+        with _stage(f"6/9 tiny 12.5 Hz codec (16 groups of 2048): GAN training ({codec_steps} optimizer steps), "
+                    "export, code extraction over the corpus, reconstructions", times):
+            codec = _codec_stage(out, codec_steps)
+        if codec is None:
             return 1
-        export = max((out / "runs" / "codec_demo").glob("*/export"), key=lambda p: p.stat().st_mtime)
-        codes_dir = out / "codes"
-        if cli(["data", "extract-codes", str(out / "validated" / "clean.jsonl"), str(export), str(codes_dir),
-                "--num-workers", "0", "--no-progress"]):
+    if all(s > 0 for s in steps[:2]):
+        with _stage(f"7/9 tiny talker pretraining on the corpus's codes, {talker_steps} steps", times):
+            talker = _train("talker_demo", out, talker_steps, f"data.codes={out / 'codes'}", f"task.codec={codec}")
+            if talker is None:
+                return 1
+            print(f"released-layout Base folder → {talker / 'export'}: {_listing(talker / 'export')}")
+    if all(s > 0 for s in steps):
+        with _stage(f"8/9 custom voice {voice!r}: a codec row named after it (qtts speakers add), LoRA fine-tune on "
+                    f"its codes ({voice_steps} steps)", times):
+            run = _voice_stage(out, talker / "export", voice, per_speaker, voice_steps)
+        if run is None:
             return 1
-        examples = out / "reconstructions"
-        examples.mkdir(parents=True, exist_ok=True)
-        rows = open_codes(codes_dir).with_format("numpy").select(range(3))
-        for row in rows:
-            np.save(examples / f"{row['id']}.npy", row["codes"].astype(np.int64))
-        if cli(["codec", "decode", "--model", str(export), "--out", str(examples),
-                *(str(examples / f"{row['id']}.npy") for row in rows)]):
-            return 1
-        print(f"codes (HF dataset) → {codes_dir}; reconstructed examples → {examples}; codec folder → {export}")
-    print(f"\ndemo finished in {time.time() - t0:.0f} s; outputs under {out}")
+        with _stage(f"9/9 one sentence in each of the ten languages, spoken by {voice!r}", times):
+            _speak(out / "custom_voice", run, voice, max_new_tokens)
+    print("\n" + "\n".join(f"{seconds:7.1f} s  {title}" for title, seconds in times.items()))
+    print(f"demo finished in {time.time() - t0:.0f} s; outputs under {out}")
     return 0
 
 
-def _train(experiment: str, out: Path, *overrides: str) -> int:
-    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"experiment={experiment}",
-           f"data.corpus={out / 'corpus'}", f"run_root={out / 'runs'}", "trainer.accelerator=cpu", *overrides]
-    return subprocess.run(cmd, cwd=REPO).returncode
+def _codec_stage(out: Path, steps: int) -> Path | None:
+    """Train and export the codec, extract the corpus's codes (``out/codes``), decode three back to audio."""
+    import numpy as np
+
+    from qtts.cli import main as cli
+    from qtts.data.extract_codes import open_codes
+
+    run = _train("codec_demo", out, steps, f"data.corpus={out / 'corpus'}")
+    if run is None:
+        return None
+    export, codes_dir = run / "export", out / "codes"
+    if cli(["data", "extract-codes", str(out / "validated" / "clean.jsonl"), str(export), str(codes_dir),
+            "--num-workers", "0", "--no-progress"]):
+        return None
+    examples = out / "reconstructions"
+    examples.mkdir(parents=True, exist_ok=True)
+    rows = open_codes(codes_dir).with_format("numpy").select(range(3))
+    for row in rows:
+        np.save(examples / f"{row['id']}.npy", row["codes"].astype(np.int64))
+    if cli(["codec", "decode", "--model", str(export), "--out", str(examples),
+            *(str(examples / f"{row['id']}.npy") for row in rows)]):
+        return None
+    print(f"codes (HF dataset, frames × 16 at 12.5 Hz) → {codes_dir}; reconstructed examples → {examples}; "
+          f"codec folder → {export}")
+    return export
 
 
-def _stage(title: str) -> None:
+def _voice_stage(out: Path, base: Path, voice: str, clips: int, steps: int) -> Path | None:
+    """The Base folder + a codec row named after one corpus speaker (``qtts speakers add --speakers``) → a LoRA run on
+    that speaker's codes alone (a ``data.codes`` source with ``speakers: [VOICE]``): its ``adapter/`` and merged
+    ``export/``."""
+    from qtts.cli import main as cli
+
+    with_voice = out / "base_with_voice"
+    add = ["speakers", "add", str(base), str(out / "codes"), str(with_voice), "--speakers", voice,
+           "--max-clips", str(clips)]
+    if not (with_voice / "config.json").is_file() and cli(add):
+        return None
+    run = _train("custom_voice", out, steps, f"task.init_from={with_voice}",
+                 f"data.codes=[{{path: '{out / 'codes'}', speakers: ['{voice}']}}]", "data.val_fraction=0.0",
+                 "trainer.check_val_every_n_epoch=1000", "task.warmup_steps=3", "task.lr=2.0e-3",
+                 "trainer.log_every_n_steps=5", product="adapter")
+    if run is not None:
+        print(f"LoRA adapter (peft folder) → {run / 'adapter'}: {_listing(run / 'adapter')}\n"
+              f"merged model → {run / 'export'}: {_listing(run / 'export')}")
+    return run
+
+
+def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> None:
+    """``<language>.wav`` per language by name with the merged model; then the adapter on the base folder it was
+    trained from, which gives the merged model's codes (greedy)."""
+    import torch
+
+    from data_prep.sentences import SENTENCES
+    from data_prep.synthetic import LANGUAGES
+    from qtts.audio.io import audio_info, save_audio
+    from qtts.inference import Synthesizer
+    from qtts.inference.synthesizer import Request
+
+    merged = Synthesizer.from_pretrained(run)  # the run's export/ (LoRA merged), its codec
+    todo = [lang for lang in LANGUAGES if not (folder / f"{lang}.wav").is_file()]
+    if todo:
+        texts = [SENTENCES[lang][0].text for lang in todo]
+        wavs = merged.custom_voice(texts, speaker=voice, language=todo, max_new_tokens=max_new_tokens, seed=0)
+        for lang, wav in zip(todo, wavs):
+            save_audio(folder / f"{lang}.wav", wav, merged.sample_rate)
+    for lang in LANGUAGES:
+        path = folder / f"{lang}.wav"
+        print(f"{path}  {audio_info(path).duration:5.2f} s  {SENTENCES[lang][0].text}")
+
+    greedy = dict(do_sample=False, subtalker_dosample=False, max_new_tokens=max_new_tokens)
+    request = [Request(SENTENCES["en"][0].text, "en", speaker=voice)]
+    adapted = Synthesizer.from_pretrained(_init_from(run))  # the Base folder with the voice's row, as trained
+    adapted.load_adapter(run / "adapter", "voice")
+    a, b = adapted.generate_codes(request, **greedy)[0], merged.generate_codes(request, **greedy)[0]
+    same = a.shape == b.shape and bool(torch.equal(a, b))
+    print(f"Synthesizer.load_adapter: base + adapter/ {'gives the same' if same else 'differs from the'} greedy codes "
+          f"as the merged export ({len(a)} and {len(b)} frames)")
+
+
+def _init_from(run: Path) -> str:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["task"]["init_from"]
+
+
+def _train(experiment: str, out: Path, steps: int, *overrides: str, product: str | None = "export") -> Path | None:
+    """``scripts/train.py experiment=EXPERIMENT`` for ``steps`` steps → its run folder (None if it failed). A run under
+    ``out/runs`` that already reached ``steps`` and wrote ``product`` is reused; an unfinished one continues."""
+    root = out / "runs" / experiment
+    done = [run for run in sorted(root.glob("*"))
+            if (product is None or (run / product).exists()) and _step(run) >= steps]
+    if done:
+        print(f"already trained: {done[-1]}")
+        return done[-1]
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"experiment={experiment}", f"run_root={out / 'runs'}",
+           "trainer.accelerator=cpu", f"trainer.max_steps={steps}", "resume=auto", "data.num_workers=0", *overrides]
+    if subprocess.run(cmd, cwd=REPO).returncode:
+        return None
+    return max(root.glob("*"), key=lambda p: p.stat().st_mtime)
+
+
+def _step(run: Path) -> int:
+    """The step of a run's ``last.ckpt`` (-1 without one)."""
+    import torch
+
+    ckpt = run / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        return -1
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
+
+
+def _listing(folder: Path) -> str:
+    return ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()))
+
+
+@contextmanager
+def _stage(title: str, times: dict[str, float]):
+    """Prints the stage's title and records its wall time in ``times``."""
     print(f"\n=== {title} ===", flush=True)
+    start = time.time()
+    try:
+        yield
+    finally:
+        times[title if len(title) <= 70 else title[:67] + "..."] = time.time() - start

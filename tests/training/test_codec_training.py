@@ -16,8 +16,8 @@ from tests.training.test_train_script import TRAIN, only_run
 
 def test_tiny_codec_trains_and_exports(tiny_corpus, tmp_path):
     args = TRAIN + [
-        "experiment=codec_demo", f"data.corpus={tiny_corpus}", f"run_root={tmp_path}", "trainer.accelerator=cpu",
-        "trainer.max_steps=50", "task.gan_warmup_steps=20", "trainer.log_every_n_steps=1",
+        "experiment=codec_demo", "model=codec_tiny", f"data.corpus={tiny_corpus}", f"run_root={tmp_path}",
+        "trainer.accelerator=cpu", "trainer.max_steps=50", "task.gan_warmup_steps=20", "trainer.log_every_n_steps=1",
         "trainer.check_val_every_n_epoch=1000", "trainer.enable_progress_bar=false", "data.num_workers=0",
         "data.crop_seconds=0.5", "data.max_seconds_per_batch=2.0", "checkpoint.every_n_steps=1000",
     ]
@@ -49,11 +49,11 @@ def test_two_process_ddp_keeps_codebooks_identical(tiny_corpus, tmp_path):
     with the same codebooks (EMA statistics are all-reduced), the same weights and the same step count."""
     states = tmp_path / "states"
     args = TRAIN + [
-        "experiment=codec_demo", f"data.corpus={tiny_corpus}", f"run_root={tmp_path}", "trainer=ddp",
-        "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=10", "task.gan_warmup_steps=4",
-        "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000", "trainer.enable_progress_bar=false",
-        "data.num_workers=0", "data.crop_seconds=0.5", "data.max_seconds_per_batch=2.0",
-        "checkpoint.every_n_steps=1000",
+        "experiment=codec_demo", "model=codec_tiny", f"data.corpus={tiny_corpus}", f"run_root={tmp_path}",
+        "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=10",
+        "task.gan_warmup_steps=4", "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000",
+        "trainer.enable_progress_bar=false", "data.num_workers=0", "data.crop_seconds=0.5",
+        "data.max_seconds_per_batch=2.0", "checkpoint.every_n_steps=1000",
         f"+callbacks.rank_state={{_target_: tests.helpers.state.SaveRankState, folder: {states}}}",
     ]
     env = subprocess_env() | {"PYTHONPATH": str(REPO)}
@@ -93,8 +93,8 @@ def test_sigterm_then_resume_continues_the_gan_exactly(tiny_corpus, tmp_path):
 
     def args(root, name):
         return TRAIN + [
-            "experiment=codec_demo", f"experiment_name={name}", f"data.corpus={tiny_corpus}", f"run_root={root}",
-            "trainer.accelerator=cpu", "trainer.max_steps=13", "task.gan_warmup_steps=3",
+            "experiment=codec_demo", "model=codec_tiny", f"experiment_name={name}", f"data.corpus={tiny_corpus}",
+            f"run_root={root}", "trainer.accelerator=cpu", "trainer.max_steps=13", "task.gan_warmup_steps=3",
             "trainer.log_every_n_steps=1", "trainer.check_val_every_n_epoch=1000",
             "trainer.enable_progress_bar=false", "data.num_workers=0", "data.crop_seconds=0.5",
             "data.max_seconds_per_batch=2.0", "checkpoint.every_n_steps=1000",

@@ -1,0 +1,36 @@
+"""`make demo` at its smallest: the whole chain from the synthetic corpus to a LoRA custom voice speaking the ten
+languages, then a second run that reuses every training."""
+
+import pytest
+
+from data_prep.synthetic import LANGUAGES
+from qtts.audio.io import audio_info
+from qtts.demo import run_demo
+from tests.conftest import subprocess_env
+
+
+@pytest.mark.slow  # ~1 min on an idle 2-core machine
+def test_demo_ends_with_a_custom_voice_in_ten_languages(tmp_path, monkeypatch):
+    for key in ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "QTTS_RUN_DIR",
+                "QTTS_RESUME_CKPT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", subprocess_env()["OMP_NUM_THREADS"])
+    size = dict(per_speaker=2, train_steps=0, codec_steps=4, talker_steps=4, voice_steps=3, max_new_tokens=4)
+    assert run_demo(tmp_path, **size) == 0
+
+    wavs = tmp_path / "custom_voice"
+    for lang in LANGUAGES:
+        info = audio_info(wavs / f"{lang}.wav")
+        assert info.sample_rate == 24_000 and 0 < info.duration <= 4 * 0.08 + 1e-6, (lang, info)
+    runs = tmp_path / "runs"
+    (voice_run,) = (runs / "custom_voice").iterdir()
+    assert (voice_run / "adapter" / "adapter_config.json").is_file()
+    assert (voice_run / "adapter" / "adapter_model.safetensors").is_file()
+    (talker_run,) = (runs / "talker_demo").iterdir()
+    assert (talker_run / "export" / "speech_tokenizer" / "config.json").is_file()  # a complete released folder
+    assert (voice_run / "export" / "speech_tokenizer" / "config.json").is_file()
+
+    # a second run trains nothing again
+    before = sorted(p.relative_to(runs) for p in runs.glob("*/*"))
+    assert run_demo(tmp_path, **size) == 0
+    assert sorted(p.relative_to(runs) for p in runs.glob("*/*")) == before
