@@ -151,9 +151,9 @@ class TalkerTask(L.LightningModule):
 
     def _forward(self, batch: dict[str, Any]):
         tracks: DualTrackBatch = batch["tracks"]
-        return self.model.forward_tracks(tracks, self.xvectors(batch, tracks), packed=batch.get("packed", True))
+        return self.model.forward_tracks(tracks, self.xvectors(batch), packed=batch.get("packed", True))
 
-    def xvectors(self, batch: dict[str, Any], tracks: DualTrackBatch) -> torch.Tensor | None:
+    def xvectors(self, batch: dict[str, Any]) -> torch.Tensor | None:
         """One speaker-encoder vector per x-vector slot (with gradients unless the encoder is frozen)."""
         context = torch.no_grad() if self.hparams.speaker_encoder == "frozen" else torch.enable_grad()
         with context:

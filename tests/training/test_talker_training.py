@@ -65,8 +65,8 @@ def test_loader_mels_give_the_same_xvectors(talker_codes):
     torch.manual_seed(0)
     task = TalkerTask(tiny()).eval()
     with torch.no_grad():
-        from_loader = task.xvectors(batch, batch["tracks"])
-        in_step = task.xvectors({k: v for k, v in batch.items() if k != "reference_mels"}, batch["tracks"])
+        from_loader = task.xvectors(batch)
+        in_step = task.xvectors({k: v for k, v in batch.items() if k != "reference_mels"})
     assert from_loader.shape == (3, 64)
     assert torch.allclose(from_loader, in_step, atol=1e-5)
     assert not batch["packed"] and batch["num_tokens"] == int(batch["tracks"].attention_mask.sum())
