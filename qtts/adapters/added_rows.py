@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from qtts.models.talker import TTSModel
+from qtts.models.talker.config import speaker_row
 
 ROWS_FILE = "added_rows.safetensors"
 NAMES_FILE = "added_rows.json"
@@ -46,7 +47,7 @@ def save_added_rows(model: TTSModel, folder: str | os.PathLike, rows: dict[str, 
             tensors[f"{name}.weight"] = _table(model, name).weight.detach()[index].float().cpu().contiguous()
     talker = model.config.talker_config
     codec_rows = set(rows.get("codec_embedding", []))
-    speakers = {k: v for k, v in (talker.spk_id or {}).items() if _row(v) in codec_rows}
+    speakers = {k: v for k, v in (talker.spk_id or {}).items() if speaker_row(v) in codec_rows}
     names = {"text_vocab_size": int(_table(model, "text_embedding").num_embeddings), "spk_id": speakers,
              "spk_is_dialect": {k: v for k, v in (talker.spk_is_dialect or {}).items() if k in speakers},
              "codec_language_id": {k: v for k, v in (talker.codec_language_id or {}).items() if v in codec_rows}}
@@ -58,10 +59,6 @@ def save_added_rows(model: TTSModel, folder: str | os.PathLike, rows: dict[str, 
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_folder) / name).is_file():
                 shutil.copyfile(Path(tokenizer_folder) / name, folder / name)
-
-
-def _row(value) -> int:
-    return int(value[0] if isinstance(value, list) else value)  # spk_id values may be [row]
 
 
 def has_added_rows(folder: str | os.PathLike) -> bool:
@@ -86,7 +83,7 @@ def apply_added_rows(model: TTSModel, folder: str | os.PathLike) -> None:
         if clash:
             raise ValueError(f"{folder}: {key} of the adapter and the model disagree on {clash}")
     if "codec_embedding.rows" in tensors:
-        already = {_row(v)  # the adapter's own names, already in the model
+        already = {speaker_row(v)  # the adapter's own names, already in the model
                    for key in ("spk_id", "codec_language_id") for k, v in names.get(key, {}).items()
                    if (getattr(talker, key) or {}).get(k) == v}
         taken = sorted(set(tensors["codec_embedding.rows"].tolist()) & (used_codec_rows(talker) - already))

@@ -26,7 +26,7 @@ def used_codec_rows(config: TalkerConfig) -> set[int]:
 def speaker_rows(config: TalkerConfig, names: Iterable[str], start: int = FIRST_SPEAKER_ROW) -> dict[str, int]:
     """Rows for ``names``: a speaker the config already has keeps its row (continued training); a new one takes
     the lowest free row ≥ ``start``. Raises when the table is full."""
-    existing = {k.lower(): (v[0] if isinstance(v, list) else v) for k, v in (config.spk_id or {}).items()}
+    existing = config.speaker_codec_rows()
     used = used_codec_rows(config)
     rows, free = {}, (r for r in range(start, config.vocab_size) if r not in used)
     for name in names:

@@ -20,6 +20,7 @@ from qtts.audio.features import SpeakerMel
 from qtts.audio.io import SAMPLE_RATE, load_audio
 from qtts.data.batching import collate_training, pack_sequences, plan_packs
 from qtts.data.sequences import DualTrackSequence, build_sequence, sequence_length
+from qtts.models.talker.config import speaker_row
 from qtts.text.templates import target_ids
 
 
@@ -55,7 +56,7 @@ class TalkerCorpus(Dataset):
             raise ValueError("clone_prob mixes x-vector examples into speaker-row training: it needs speakers and "
                              "xvector=true")
         self.rows = rows
-        self.speakers = {str(k).lower(): (v[0] if isinstance(v, list) else int(v)) for k, v in (speakers or {}).items()}
+        self.speakers = {str(k).lower(): speaker_row(v) for k, v in (speakers or {}).items()}
         self.clone_prob = clone_prob if speakers else 1.0
         self.xvector, self.reference, self.reference_seconds = xvector, reference, reference_seconds
         self.auto_language_prob, self.streaming_prob = auto_language_prob, streaming_prob

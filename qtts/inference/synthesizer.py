@@ -99,7 +99,7 @@ class Synthesizer:
     def _read_names(self) -> None:
         talker = self.model.config.talker_config
         self._languages = {k.lower(): v for k, v in (talker.codec_language_id or {}).items()}
-        self._speakers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in (talker.spk_id or {}).items()}
+        self._speakers = talker.speaker_codec_rows()
         self._dialects = {k.lower(): v for k, v in (talker.spk_is_dialect or {}).items()}
 
     def load_adapter(self, folder: str | os.PathLike, name: str = "default") -> None:

@@ -79,7 +79,7 @@ class TalkerTask(L.LightningModule):
         talker = self.config.talker_config
         codec_rows: list[int] = []
         if speakers:
-            codec_rows += [v[0] if isinstance(v, list) else int(v) for v in (talker.spk_id or {}).values()]
+            codec_rows += list(talker.speaker_codec_rows().values())
             if not codec_rows:
                 raise ValueError("train_speaker_rows: the model names no speakers (run `qtts speakers add` first)")
         known = {k.lower(): int(v) for k, v in (talker.codec_language_id or {}).items()}

@@ -200,6 +200,10 @@ class TalkerConfig(DictConfig):
                              f"(qwen-tts looks every speaker up), got {sorted(self.spk_is_dialect or {})} "
                              f"for {sorted(self.spk_id)}")
 
+    def speaker_codec_rows(self) -> dict[str, int]:
+        """``{speaker name (lower case): codec row}`` of ``spk_id``."""
+        return {k.lower(): speaker_row(v) for k, v in (self.spk_id or {}).items()}
+
     def special_codec_ids(self) -> dict[str, int]:
         """Every special codec id the config names (must fit ``vocab_size``)."""
         ids = {name: getattr(self, name) for name in (
@@ -209,6 +213,11 @@ class TalkerConfig(DictConfig):
         for speaker, value in (self.spk_id or {}).items():  # some exports write [3066]
             ids[f"spk_id.{speaker}"] = value[0] if isinstance(value, list) and len(value) == 1 else value
         return ids
+
+
+def speaker_row(value: int | list[int]) -> int:
+    """A ``spk_id`` value's codec row: an int, or ``[row]`` as some exports write it."""
+    return int(value[0] if isinstance(value, list) else value)
 
 
 @dataclass
