@@ -24,8 +24,14 @@ fi
 stamp=.venv/.qtts-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # torch from PyPI is a CUDA build: ~6 GB installed. No pip cache, so the wheels are not kept twice.
+  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ "$free_gb" -lt 8 ]; then
+    echo "setup needs about 8 GB free for .venv; $(pwd) has ${free_gb} GB (df -h .)" >&2
+    exit 1
+  fi
   echo "installing the Python stack into .venv (first time: a few minutes)"
-  if ! .venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev,deepspeed]" >.venv/pip.log 2>&1; then
+  if ! .venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -e ".[dev,deepspeed]" >.venv/pip.log 2>&1; then
     grep -v "^WARNING: Location" .venv/pip.log | tail -40
     exit 1
   fi

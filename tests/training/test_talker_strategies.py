@@ -76,12 +76,16 @@ def interrupted_then_resumed(codes: Path, root: Path, trainer: str, reference: d
 
 
 # -- FSDP2 ---------------------------------------------------------------------------------------------------
-def test_fsdp2_trains_saves_and_resumes(talker_codes, tmp_path):
+def fsdp2_straight_run(codes: Path, root: Path) -> tuple[Path, dict[int, float]]:
+    run(talker_args(codes, root, "fsdp2", "trainer=fsdp2"))
+    run_dir = only_run(root, "fsdp2")
+    return run_dir, losses(run_dir)
+
+
+def test_fsdp2_trains_saves_and_exports(talker_codes, tmp_path):
     """2 processes, per-block fully_shard with bf16 compute: the loss falls, checkpoints are distributed folders
-    (one shard per rank) that resume=auto continues exactly, and the export gathers the full weights."""
-    run(talker_args(talker_codes, tmp_path / "straight", "fsdp2", "trainer=fsdp2"))
-    run_dir = only_run(tmp_path / "straight", "fsdp2")
-    reference = losses(run_dir)
+    (one shard per rank, no temporary folders left) and the export gathers the full weights."""
+    run_dir, reference = fsdp2_straight_run(talker_codes, tmp_path)
     assert sorted(reference) == list(range(STEPS)) and all(torch.isfinite(torch.tensor(list(reference.values()))))
     assert reference[STEPS - 1] < reference[0] - 0.5, reference
     ckpts = run_dir / "checkpoints"
@@ -94,6 +98,11 @@ def test_fsdp2_trains_saves_and_resumes(talker_codes, tmp_path):
     exported = TTSModel.from_pretrained(run_dir / "export")  # strict: every key, full shapes, float32
     assert all(p.dtype == torch.float32 for p in exported.parameters())
 
+
+@pytest.mark.slow
+def test_fsdp2_resumes_exactly(talker_codes, tmp_path):
+    """A SIGTERM-interrupted FSDP2 run continued with resume=auto repeats the uninterrupted loss curve."""
+    _, reference = fsdp2_straight_run(talker_codes, tmp_path / "straight")
     interrupted_then_resumed(talker_codes, tmp_path / "resumed", "fsdp2", reference)
 
 
