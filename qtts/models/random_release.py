@@ -25,12 +25,13 @@ RELEASED_GENERATION_CONFIG = dict(do_sample=True, top_k=50, top_p=1.0, temperatu
 
 def tiny_codec_config() -> CodecConfig:
     """A CPU-sized codec that speaks the talker's codes: 16 groups of 2048 at the released 12.5 Hz (1920-sample
-    hop), with few, narrow layers."""
+    hop), with few, narrow layers; trainable like the released one (decoder codebook_dim = encoder hidden_size).
+    ``configs/model/codec_tiny_12hz.yaml`` is the same model (a test holds them equal)."""
     encoder = dict(num_filters=4, upsampling_ratios=[8, 6, 5, 4], num_residual_layers=1, hidden_size=32,
                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, head_dim=16,
                    intermediate_size=64, codebook_size=2048, codebook_dim=16, vector_quantization_hidden_dimension=16,
                    num_quantizers=16, upsample_groups=32, frame_rate=12.5)
-    decoder = dict(latent_dim=32, codebook_dim=16, codebook_size=2048, decoder_dim=32, hidden_size=32,
+    decoder = dict(latent_dim=32, codebook_dim=32, codebook_size=2048, decoder_dim=32, hidden_size=32,
                    intermediate_size=64, head_dim=16, num_attention_heads=2, num_key_value_heads=2,
                    num_hidden_layers=1, num_quantizers=16, upsample_rates=[8, 5, 4, 3], upsampling_ratios=[2, 2])
     return CodecConfig(encoder_config=encoder, decoder_config=decoder, encoder_valid_num_quantizers=16,

@@ -161,6 +161,8 @@ class CodecTask(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in logged.items() if k != "mel"}, batch_size=len(real))
         self.log("train/mel", logged["mel"], prog_bar=True, batch_size=len(real))
         self.log("train/levels", float(out.codes.shape[1]), batch_size=len(real))
+        vq = {"vq_perplexity": out.stats["perplexity"].mean(), "vq_usage": out.stats["usage"].mean()}
+        self.log_dict({f"train/{k}": v for k, v in vq.items()}, batch_size=len(real))  # collapse shows here first
 
     # -- validation ---------------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

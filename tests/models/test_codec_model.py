@@ -176,3 +176,22 @@ def test_cli_round_trip(released, tmp_path, capsys):
     assert main(["codec", "decode", "--model", str(folder), "--out", str(tmp_path / "wav"), npys[0]]) == 0
     assert main(["codec", "decode", "--model", str(tmp_path), "--out", str(tmp_path / "wav"), npys[0]]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_tiny_codec_config_is_the_demo_codec_and_trains(tmp_path):
+    """``tiny_codec_config()`` (tests' random releases) and ``configs/model/codec_tiny_12hz.yaml`` (the demo's) are one
+    model, and its quantizer output feeds its decoder (what training needs)."""
+    from omegaconf import OmegaConf
+
+    from qtts.models.codec.vq_training import quantize
+    from qtts.models.random_release import tiny_codec_config
+    from tests.conftest import REPO
+
+    values = OmegaConf.to_container(OmegaConf.load(REPO / "configs/model/codec_tiny_12hz.yaml"))
+    values.pop("_target_")
+    config = tiny_codec_config()
+    assert CodecConfig(**values).to_dict() == config.to_dict()
+    codec = SpeechTokenizer(config).eval()
+    wav = torch.randn(1, 1, 3 * 1920)
+    out = quantize(codec.encoder.quantizer, codec.encoder.encode_latent(wav), 16)
+    assert codec.decoder.decode_latent(out.quantized).shape == (1, 1, 3 * 1920)

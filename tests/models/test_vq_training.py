@@ -147,6 +147,20 @@ def test_training_step_initializes_only_the_levels_it_uses():
     assert flags == [1, 1, 0, 0]
 
 
+def test_restarts_take_distinct_vectors_the_least_used_codes_first():
+    quantizer = make_quantizer(levels=2, dim=2, size=8)
+    book = quantizer.semantic_residual_vector_quantizer.layers[0].codebook
+    book.cluster_usage.copy_(torch.tensor([10.0, 1e-3, 2e-3, 10.0, 3e-3, 10.0, 1e-4, 10.0]))
+    before = book.codewords.clone()
+    vectors = torch.randn(3, 2)
+    assert restart_dead_codes_(book, vectors, ratio=0.1, generator=torch.Generator().manual_seed(0)) == 3
+    changed = [i for i in range(8) if not torch.equal(book.codewords[i], before[i])]
+    assert changed == [1, 2, 6]  # the three least used of the four dead codes
+    restarted = {tuple(book.codewords[i].tolist()) for i in changed}
+    assert len(restarted) == 3 and all((book.codewords[i] - vectors).abs().sum(dim=1).min() < 1e-6 for i in changed)
+    assert restart_dead_codes_(book, vectors, ratio=0.1) == 1  # the last one, on the next batch
+
+
 def test_dead_codes_are_restarted_from_batch_vectors():
     quantizer = make_quantizer(levels=2, dim=2, size=4)
     book = quantizer.semantic_residual_vector_quantizer.layers[0].codebook
@@ -228,8 +242,9 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             out = quantize(quantizer, x, 4, config, gen)
             levels.append(out.codes.shape[1])
         book = quantizer.acoustic_residual_vector_quantizer.layers[0].codebook
-        book.cluster_usage[3] = 1e-4  # the same dead code on both ranks; different candidate vectors per rank
-        restarted = restart_dead_codes_(book, torch.randn(10, 4, generator=data_gen), 0.1, gen)
+        book.cluster_usage[[3, 5, 7]] = 1e-4  # the same dead codes on both ranks; different candidates per rank, and
+        # fewer on rank 0 (2) than dead codes: both restart rank 0's count
+        restarted = restart_dead_codes_(book, torch.randn(2 + 4 * rank, 4, generator=data_gen), 0.1, gen)
         quantize(quantizer, x, 4, config, gen)
         torch.save({"buffers": buffers(quantizer), "levels": levels, "restarted": restarted},
                    f"{out_dir}/rank{rank}.pt")
@@ -243,7 +258,7 @@ def test_ddp_codebooks_stay_bit_identical(tmp_path, monkeypatch):
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     assert r0["levels"] == r1["levels"] and len(set(r0["levels"])) > 1  # dropout drawn once, shared
-    assert r0["restarted"] == r1["restarted"] >= 1
+    assert r0["restarted"] == r1["restarted"] == 2
     assert r0["buffers"]["semantic_residual_vector_quantizer.layers.0.codebook.initialized"].item() == 1
     for name, value in r0["buffers"].items():
         assert torch.equal(value, r1["buffers"][name]), name
