@@ -76,16 +76,6 @@ def add_speakers(model: TTSModel, rows: Mapping[str, int], init: Mapping[str, to
                                                                   if name not in (config.spk_is_dialect or {})}}
 
 
-def keep_only_rows_trainable(embedding: torch.nn.Embedding, rows: Iterable[int]) -> torch.utils.hooks.RemovableHandle:
-    """Train ``rows`` of an embedding table and freeze the others (new speakers on a frozen table): the table
-    stays trainable, and a gradient hook zeroes every other row's gradient, so Adam leaves those rows as they are
-    (the talker's embedding tables are not weight-decayed)."""
-    mask = torch.zeros(embedding.num_embeddings, 1, dtype=torch.bool)
-    mask[list(rows)] = True
-    embedding.weight.requires_grad_(True)
-    return embedding.weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
-
-
 def speaker_clips(rows, max_clips: int = 20) -> dict[str, list]:
     """Up to ``max_clips`` audio references per speaker (dicts with ``audio`` and optional ``start``/``end``) from
     manifest or extracted-codes rows, in row order."""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
+from torch import nn
 
 from qtts.data.batching import DualTrackBatch
 from qtts.models.checkpoint import CONFIG_NAME, save_weights, write_json
@@ -73,8 +74,9 @@ class TalkerTask(L.LightningModule):
     def _train_new_rows(self, speakers: bool, languages: list[str], added_tokens: bool, frozen: bool) -> None:
         """Train the rows a fine-tune adds on a frozen table (LoRA, or a frozen embedding): the named speakers'
         and ``languages``' codec rows, and the text rows of tokens added to the tokenizer (``qtts languages add
-        --tokens-file``: every id past the built-in Qwen2 BPE's). Each table gets one gradient mask."""
-        from qtts.adapters.speakers import keep_only_rows_trainable
+        --tokens-file``: every id past the built-in Qwen2 BPE's). Only those rows train and are checkpointed
+        (``qtts.adapters.trained_rows``); the tables stay frozen."""
+        from qtts.adapters.trained_rows import TrainedRows
 
         talker = self.config.talker_config
         codec_rows: list[int] = []
@@ -100,11 +102,13 @@ class TalkerTask(L.LightningModule):
                 raise ValueError(f"train_added_tokens: the tokenizer of {source} adds no tokens "
                                  "(qtts languages add --tokens-file adds some)")
         self._added_rows = {"codec_embedding": codec_rows, "text_embedding": text_rows}
+        self.trained_rows = nn.ModuleDict()
         model = self.model.talker.model
-        for table, rows in ((model.codec_embedding, codec_rows), (model.text_embedding, text_rows)):
+        for name, rows in self._added_rows.items():
+            table = getattr(model, name)
             table = getattr(table, "base_layer", table)  # under LoRA on the embeddings
             if rows and (frozen or not table.weight.requires_grad):
-                keep_only_rows_trainable(table, rows)
+                self.trained_rows[name] = TrainedRows(table, rows)
 
     # -- sharding (FSDP2) -------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -118,6 +122,9 @@ class TalkerTask(L.LightningModule):
 
         if isinstance(self.model, FSDPModule):
             return
+        if len(self.trained_rows):
+            raise ValueError("training new rows of frozen tables (train_speaker_rows, train_language_rows, "
+                             "train_added_tokens) is not supported under trainer=fsdp2: use trainer=ddp")
         if hasattr(strategy, "fully_shard_kwargs"):  # qtts.training.strategies.FSDP2Strategy
             block_kwargs, root_kwargs = strategy.fully_shard_kwargs(), strategy.fully_shard_kwargs(root=True)
         else:  # plain ModelParallelStrategy: float32, data parallel over its mesh
@@ -218,6 +225,7 @@ class TalkerTask(L.LightningModule):
             if p.requires_grad:
                 # Norms, biases and embedding tables are not weight-decayed (standard LM practice).
                 (no_decay if p.dim() < 2 or "embedding" in name else decay).append(p)
+        no_decay += list(self.trained_rows.parameters())  # embedding rows
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}],
                                       lr=self.hparams.lr, betas=tuple(self.hparams.betas))
@@ -232,26 +240,27 @@ class TalkerTask(L.LightningModule):
         ``speech_tokenizer/``) when the run has a codec or an ``init_from`` folder with one, else ``config.json`` +
         ``model.safetensors``. LoRA runs write the merged model, and their adapter as a peft folder next to it
         (``adapter/``, with the rows the run added: ``qtts.adapters.added_rows``)."""
+        from qtts.adapters.trained_rows import unhooked
         from qtts.models.codec.model import SUBFOLDER
         from qtts.models.export import export_release
 
-        model = self.model
-        if self._peft:
-            from qtts.adapters.lora import merge_lora, save_adapter
+        with unhooked(self.trained_rows.values()):  # the trained rows folded into their tables
+            model = self.model
+            if self._peft:
+                from qtts.adapters.added_rows import save_added_rows
+                from qtts.adapters.lora import merge_lora, save_adapter
 
-            from qtts.adapters.added_rows import save_added_rows
-
-            adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter")
-            save_added_rows(self.model, adapter, self._added_rows, tokenizer_folder=self.hparams.init_from)
-            model = merge_lora(copy.deepcopy(self._peft[0]))
-        source = self.hparams.init_from
-        codec = self.hparams.codec
-        if codec is None and source is not None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
-            codec = source
-        if codec is not None:
-            export_release(model, folder, codec=codec, source=source)
-        else:
-            model.save_pretrained(folder)
+                adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter")
+                save_added_rows(self.model, adapter, self._added_rows, tokenizer_folder=self.hparams.init_from)
+                model = merge_lora(copy.deepcopy(self._peft[0]))
+            source = self.hparams.init_from
+            codec = self.hparams.codec
+            if codec is None and source is not None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
+                codec = source
+            if codec is not None:
+                export_release(model, folder, codec=codec, source=source)
+            else:
+                model.save_pretrained(folder)
         return Path(folder)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

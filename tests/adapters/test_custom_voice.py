@@ -4,12 +4,14 @@ speaker name (greedy output equal to qtts's)."""
 
 import csv
 import subprocess
+from copy import deepcopy
 
 import numpy as np
 import pytest
 import torch
 
-from qtts.adapters.speakers import FIRST_SPEAKER_ROW, keep_only_rows_trainable, mean_xvectors, speaker_rows
+from qtts.adapters.speakers import FIRST_SPEAKER_ROW, mean_xvectors, speaker_rows
+from qtts.adapters.trained_rows import TrainedRows, unhooked
 from qtts.audio.io import load_audio
 from qtts.cli import main
 from qtts.data.extract_codes import open_codes
@@ -39,15 +41,28 @@ def test_rows_avoid_every_used_id():
         speaker_rows(config, [f"s{i}" for i in range(200)])
 
 
-def test_only_the_new_rows_train():
-    table = torch.nn.Embedding(10, 4)
+def test_trained_rows_train_alone_on_a_frozen_table():
+    """Only the rows train (weight decay and all), the table's forward gives them for their ids, and ``unhooked``
+    folds them into the table and lifts the hook (a copy taken then has none)."""
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(10, 4).requires_grad_(False)
     before = table.weight.detach().clone()
-    keep_only_rows_trainable(table, [3, 7])
-    optimizer = torch.optim.AdamW(table.parameters(), lr=0.1, weight_decay=0.0)
+    rows = TrainedRows(table, [7, 3])
+    optimizer = torch.optim.AdamW(rows.parameters(), lr=0.1, weight_decay=0.1)
     table(torch.arange(10)).pow(2).sum().backward()
     optimizer.step()
-    changed = (table.weight.detach() != before).any(1)
-    assert changed.tolist() == [i in (3, 7) for i in range(10)]
+    assert torch.equal(table.weight, before) and rows.rows.tolist() == [3, 7]
+    out = table(torch.tensor([[3, 0, 7]]))
+    torch.testing.assert_close(out[0, [0, 2]], rows.weight.detach())
+    torch.testing.assert_close(out[0, 1], before[0])
+    with unhooked([rows]):
+        copy = deepcopy(table)
+        assert torch.equal(table(torch.arange(10)), table.weight)  # no hook
+    assert torch.equal(copy.weight[[3, 7]], rows.weight.detach()) and torch.equal(copy.weight[0], before[0])
+    assert torch.equal(copy(torch.arange(10)), copy.weight)
+    torch.testing.assert_close(table(torch.tensor([3]))[0], rows.weight.detach()[0])  # hooked again
+    with pytest.raises(ValueError, match="10-row table"):
+        TrainedRows(table, [10])
 
 
 @pytest.fixture(scope="module")
