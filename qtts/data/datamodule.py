@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from qtts.audio.io import SAMPLE_RATE
@@ -88,8 +89,12 @@ class SplitDataModule(L.LightningDataModule, abc.ABC):
             sampler.epoch = self._resume["epoch"]
             sampler.skip_batches = self._resume["batches_done"]
             self._resume = None
+        # A generator of its own: without one, each new iterator (an epoch, a validation) draws its worker seed
+        # from the global RNG, so a resumed run, which starts a fresh iterator after the RNG state is restored,
+        # would draw its dropout masks one number late.
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate(), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=False)
+                          persistent_workers=self.num_workers > 0, pin_memory=False,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

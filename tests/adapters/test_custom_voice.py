@@ -141,10 +141,11 @@ def test_lora_two_speakers_resume_merge_and_export(base, talker_codes, tmp_path)
     qwen_tts = pytest.importorskip("qwen_tts")
     added = tmp_path / "with_speakers"
     assert main(["speakers", "add", str(base), str(talker_codes), str(added), "--max-clips", "2"]) == 0
-    # LoRA dropout off: it draws from the global RNG, which a resume does not replay, and exact equality below is
-    # the proof that adapters, speaker rows, optimizer, schedule and data order all come back
+    # LoRA dropout on (0.1): its masks come from the global RNG, which the checkpoint restores and data loading no
+    # longer draws from; exact equality below is the proof that adapters, speaker rows, optimizer, schedule, data
+    # order and dropout masks all come back
     lora = ["+task/lora=r16", "task.lora.targets=[attention,mlp,predictor]", "task.lora.r=4", "task.lora.alpha=8",
-            "task.lora.dropout=0.0", "task.train_speaker_rows=true", "task.lr=5e-3", "data.xvector=false"]
+            "task.lora.dropout=0.1", "task.train_speaker_rows=true", "task.lr=5e-3", "data.xvector=false"]
     steps, env = 14, subprocess_env() | {"PYTHONPATH": str(REPO)}
 
     def train(name, extra=()):
