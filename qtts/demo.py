@@ -2,12 +2,14 @@
 encoder, 12 Hz codec, talker) → a LoRA custom voice that speaks the ten languages.
 
 Everything comes from packages and espeak-ng; nothing is downloaded. Each stage skips work that is already done (a
-training whose run reached its steps and wrote its outputs is reused; an interrupted one continues), so a second
-``make demo`` is quick. Other settings on an existing ``demo_out``: ``make clean`` first.
+training whose run has the same model, task and data settings, reached its steps and wrote its outputs is reused; an
+interrupted one continues), so a second ``make demo`` is quick. A training that runs anew (new settings, more steps)
+redoes what is built on it: the codes, the talker, the voice and its sentences.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -52,27 +54,33 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
 
     if train_steps > 0:
         with _stage(f"5/9 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)", times):
-            if _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None) is None:
+            encoder, _ = _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None)
+            if encoder is None:
                 return 1
     steps = [codec_steps, talker_steps, voice_steps]
     if codec_steps > 0:
         with _stage(f"6/9 tiny 12.5 Hz codec (16 groups of 2048): GAN training ({codec_steps} optimizer steps), "
                     "export, code extraction over the corpus, reconstructions", times):
-            codec = _codec_stage(out, codec_steps)
+            codec, stale = _codec_stage(out, codec_steps)
         if codec is None:
             return 1
     if all(s > 0 for s in steps[:2]):
         with _stage(f"7/9 tiny talker pretraining on the corpus's codes, {talker_steps} steps", times):
-            talker = _train("talker_demo", out, talker_steps, f"data.codes={out / 'codes'}", f"task.codec={codec}")
+            _redo(stale, out / "runs" / "talker_demo")
+            talker, trained = _train("talker_demo", out, talker_steps, f"data.codes={out / 'codes'}",
+                                     f"task.codec={codec}")
             if talker is None:
                 return 1
+            stale |= trained
             print(f"released-layout Base folder → {talker / 'export'}: {_listing(talker / 'export')}")
     if all(s > 0 for s in steps):
         with _stage(f"8/9 custom voice {voice!r}: a codec row named after it (qtts speakers add), LoRA fine-tune on "
                     f"its codes ({voice_steps} steps)", times):
-            run = _voice_stage(out, talker / "export", voice, per_speaker, voice_steps)
+            _redo(stale, out / "base_with_voice", out / "runs" / "custom_voice")
+            run, trained = _voice_stage(out, talker / "export", voice, per_speaker, voice_steps)
         if run is None:
             return 1
+        _redo(stale or trained, out / "custom_voice")
         with _stage(f"9/9 one sentence in each of the ten languages, spoken by {voice!r}", times):
             _speak(out / "custom_voice", run, voice, max_new_tokens)
     print("\n" + "\n".join(f"{seconds:7.1f} s  {title}" for title, seconds in times.items()))
@@ -80,20 +88,22 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
     return 0
 
 
-def _codec_stage(out: Path, steps: int) -> Path | None:
-    """Train and export the codec, extract the corpus's codes (``out/codes``), decode three back to audio."""
+def _codec_stage(out: Path, steps: int) -> tuple[Path | None, bool]:
+    """Train and export the codec, extract the corpus's codes (``out/codes``), decode three back to audio. Returns
+    the export folder (None if a step failed) and whether the codec was trained now (then the codes are new too)."""
     import numpy as np
 
     from qtts.cli import main as cli
     from qtts.data.extract_codes import open_codes
 
-    run = _train("codec_demo", out, steps, f"data.corpus={out / 'corpus'}")
+    run, trained = _train("codec_demo", out, steps, f"data.corpus={out / 'corpus'}")
     if run is None:
-        return None
+        return None, trained
     export, codes_dir = run / "export", out / "codes"
+    _redo(trained, codes_dir, out / "reconstructions")
     if cli(["data", "extract-codes", str(out / "validated" / "clean.jsonl"), str(export), str(codes_dir),
             "--num-workers", "0", "--no-progress"]):
-        return None
+        return None, trained
     examples = out / "reconstructions"
     examples.mkdir(parents=True, exist_ok=True)
     rows = open_codes(codes_dir).with_format("numpy").select(range(3))
@@ -101,13 +111,13 @@ def _codec_stage(out: Path, steps: int) -> Path | None:
         np.save(examples / f"{row['id']}.npy", row["codes"].astype(np.int64))
     if cli(["codec", "decode", "--model", str(export), "--out", str(examples),
             *(str(examples / f"{row['id']}.npy") for row in rows)]):
-        return None
+        return None, trained
     print(f"codes (HF dataset, frames × 16 at 12.5 Hz) → {codes_dir}; reconstructed examples → {examples}; "
           f"codec folder → {export}")
-    return export
+    return export, trained
 
 
-def _voice_stage(out: Path, base: Path, voice: str, clips: int, steps: int) -> Path | None:
+def _voice_stage(out: Path, base: Path, voice: str, clips: int, steps: int) -> tuple[Path | None, bool]:
     """The Base folder + a codec row named after one corpus speaker (``qtts speakers add --speakers``) → a LoRA run on
     that speaker's codes alone (a ``data.codes`` source with ``speakers: [VOICE]``): its ``adapter/`` and merged
     ``export/``."""
@@ -117,15 +127,15 @@ def _voice_stage(out: Path, base: Path, voice: str, clips: int, steps: int) -> P
     add = ["speakers", "add", str(base), str(out / "codes"), str(with_voice), "--speakers", voice,
            "--max-clips", str(clips)]
     if not (with_voice / "config.json").is_file() and cli(add):
-        return None
-    run = _train("custom_voice", out, steps, f"task.init_from={with_voice}",
+        return None, False
+    run, trained = _train("custom_voice", out, steps, f"task.init_from={with_voice}",
                  f"data.codes=[{{path: '{out / 'codes'}', speakers: ['{voice}']}}]", "data.val_fraction=0.0",
                  "trainer.check_val_every_n_epoch=1000", "task.warmup_steps=3", "task.lr=2.0e-3",
                  "trainer.log_every_n_steps=5", product="adapter")
     if run is not None:
         print(f"LoRA adapter (peft folder) → {run / 'adapter'}: {_listing(run / 'adapter')}\n"
               f"merged model → {run / 'export'}: {_listing(run / 'export')}")
-    return run
+    return run, trained
 
 
 def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> None:
@@ -166,20 +176,51 @@ def _init_from(run: Path) -> str:
     return yaml.safe_load((run / "config.yaml").read_text())["task"]["init_from"]
 
 
-def _train(experiment: str, out: Path, steps: int, *overrides: str, product: str | None = "export") -> Path | None:
-    """``scripts/train.py experiment=EXPERIMENT`` for ``steps`` steps → its run folder (None if it failed). A run under
-    ``out/runs`` that already reached ``steps`` and wrote ``product`` is reused; an unfinished one continues."""
+def _train(experiment: str, out: Path, steps: int, *overrides: str,
+           product: str | None = "export") -> tuple[Path | None, bool]:
+    """``scripts/train.py experiment=EXPERIMENT`` for ``steps`` steps → its run folder (None if it failed) and whether
+    it trained now. A run under ``out/runs`` with the same model, task and data settings that reached ``steps`` and
+    wrote ``product`` is reused; an unfinished one continues; runs of other settings (an older demo's) stay as they
+    are, and a new one starts."""
+    from qtts.training.run import newest_checkpoint
+
     root = out / "runs" / experiment
-    done = [run for run in sorted(root.glob("*"))
-            if (product is None or (run / product).exists()) and _step(run) >= steps]
+    args = [f"experiment={experiment}", f"run_root={out / 'runs'}", "trainer.accelerator=cpu",
+            f"trainer.max_steps={steps}", "data.num_workers=0", *overrides]
+    wanted = _settings(args)
+    same = [run for run in sorted(root.glob("*")) if (run / "config.yaml").is_file() and _settings(run) == wanted]
+    done = [run for run in same if (product is None or (run / product).exists()) and _step(run) >= steps]
     if done:
         print(f"already trained: {done[-1]}")
-        return done[-1]
-    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"experiment={experiment}", f"run_root={out / 'runs'}",
-           "trainer.accelerator=cpu", f"trainer.max_steps={steps}", "resume=auto", "data.num_workers=0", *overrides]
+        return done[-1], False
+    unfinished = [ckpt for ckpt in map(newest_checkpoint, same) if ckpt]
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args,
+           f"resume={unfinished[-1]}" if unfinished else "resume=null"]
     if subprocess.run(cmd, cwd=REPO).returncode:
-        return None
-    return max(root.glob("*"), key=lambda p: p.stat().st_mtime)
+        return None, True
+    return max(root.glob("*"), key=lambda p: p.stat().st_mtime), True
+
+
+def _settings(source: list[str] | Path) -> dict:
+    """The model, task and data settings of a run folder's ``config.yaml``, or of the config these overrides compose."""
+    from omegaconf import OmegaConf
+
+    if isinstance(source, Path):
+        cfg = OmegaConf.load(source / "config.yaml")
+    else:
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=source)
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "task", "data")}
+
+
+def _redo(stale: bool, *folders: Path) -> None:
+    """Remove what an upstream stage that trained anew made out of date."""
+    for folder in folders if stale else ():
+        if folder.exists():
+            print(f"redoing {folder} (built on a training that ran anew)")
+            shutil.rmtree(folder)
 
 
 def _step(run: Path) -> int:

@@ -1,5 +1,6 @@
 """`make demo` at its smallest: the whole chain from the synthetic corpus to a LoRA custom voice speaking the ten
-languages, then a second run that reuses every training."""
+languages, then a second run that reuses every training, and a third with a longer codec training that redoes what
+is built on the codec."""
 
 import pytest
 
@@ -32,5 +33,17 @@ def test_demo_ends_with_a_custom_voice_in_ten_languages(tmp_path, monkeypatch):
 
     # a second run trains nothing again
     before = sorted(p.relative_to(runs) for p in runs.glob("*/*"))
+    stamp = (wavs / "en.wav").stat().st_mtime_ns
     assert run_demo(tmp_path, **size) == 0
     assert sorted(p.relative_to(runs) for p in runs.glob("*/*")) == before
+    assert (wavs / "en.wav").stat().st_mtime_ns == stamp
+
+    # two more codec steps: the codec run continues, and the codes, talker, voice and sentences built on it are redone
+    (codec_run,) = (runs / "codec_demo").iterdir()
+    assert run_demo(tmp_path, **(size | {"codec_steps": 6})) == 0
+    assert list((runs / "codec_demo").iterdir()) == [codec_run]
+    (new_talker,) = (runs / "talker_demo").iterdir()
+    (new_voice,) = (runs / "custom_voice").iterdir()
+    assert (new_talker / "export").is_dir() and (new_voice / "adapter").is_dir()
+    assert (new_talker, new_voice) != (talker_run, voice_run)
+    assert (wavs / "en.wav").stat().st_mtime_ns > stamp
