@@ -129,9 +129,9 @@ def _voice_stage(out: Path, base: Path, voice: str, clips: int, steps: int) -> t
     if not (with_voice / "config.json").is_file() and cli(add):
         return None, False
     run, trained = _train("custom_voice", out, steps, f"task.init_from={with_voice}",
-                 f"data.codes=[{{path: '{out / 'codes'}', speakers: ['{voice}']}}]", "data.val_fraction=0.0",
-                 "trainer.check_val_every_n_epoch=1000", "task.warmup_steps=3", "task.lr=2.0e-3",
-                 "trainer.log_every_n_steps=5", product="adapter")
+                          f"data.codes=[{{path: '{out / 'codes'}', speakers: ['{voice}']}}]", "data.val_fraction=0.0",
+                          "trainer.check_val_every_n_epoch=1000", "task.warmup_steps=3", "task.lr=2.0e-3",
+                          "trainer.log_every_n_steps=5", product="adapter")
     if run is not None:
         print(f"LoRA adapter (peft folder) → {run / 'adapter'}: {_listing(run / 'adapter')}\n"
               f"merged model → {run / 'export'}: {_listing(run / 'export')}")
@@ -162,18 +162,13 @@ def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> None:
 
     greedy = dict(do_sample=False, subtalker_dosample=False, max_new_tokens=max_new_tokens)
     request = [Request(SENTENCES["en"][0].text, "en", speaker=voice)]
-    adapted = Synthesizer.from_pretrained(_init_from(run))  # the Base folder with the voice's row, as trained
+    base = _settings(run)["task"]["init_from"]  # the Base folder with the voice's row, as trained
+    adapted = Synthesizer.from_pretrained(base)
     adapted.load_adapter(run / "adapter", "voice")
     a, b = adapted.generate_codes(request, **greedy)[0], merged.generate_codes(request, **greedy)[0]
     same = a.shape == b.shape and bool(torch.equal(a, b))
     print(f"Synthesizer.load_adapter: base + adapter/ {'gives the same' if same else 'differs from the'} greedy codes "
           f"as the merged export ({len(a)} and {len(b)} frames)")
-
-
-def _init_from(run: Path) -> str:
-    import yaml
-
-    return yaml.safe_load((run / "config.yaml").read_text())["task"]["init_from"]
 
 
 def _train(experiment: str, out: Path, steps: int, *overrides: str,

@@ -101,10 +101,9 @@ class TalkerTask(L.LightningModule):
             if not text_rows:
                 raise ValueError(f"train_added_tokens: the tokenizer of {source} adds no tokens "
                                  "(qtts languages add --tokens-file adds some)")
-        self._added_rows = {"codec_embedding": codec_rows, "text_embedding": text_rows}
         self.trained_rows = nn.ModuleDict()
         model = self.model.talker.model
-        for name, rows in self._added_rows.items():
+        for name, rows in (("codec_embedding", codec_rows), ("text_embedding", text_rows)):
             table = getattr(model, name)
             table = getattr(table, "base_layer", table)  # under LoRA on the embeddings
             if rows and (frozen or not table.weight.requires_grad):
@@ -251,7 +250,8 @@ class TalkerTask(L.LightningModule):
                 from qtts.adapters.lora import merge_lora, save_adapter
 
                 adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter")
-                save_added_rows(self.model, adapter, self._added_rows, tokenizer_folder=self.hparams.init_from)
+                added = {name: rows.rows.tolist() for name, rows in self.trained_rows.items()}  # LoRA: all of them
+                save_added_rows(self.model, adapter, added, tokenizer_folder=self.hparams.init_from)
                 model = merge_lora(copy.deepcopy(self._peft[0]))
             source = self.hparams.init_from
             codec = self.hparams.codec
