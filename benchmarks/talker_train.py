@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 
 from qtts.data.talker_dataset import collate_talker
-from qtts.data.sequences import IGNORE_INDEX, build_sequence
+from qtts.models.talker.layout import IGNORE_INDEX, build_sequence
 from qtts.models.random_weights import randomize_tts
 from qtts.models.talker import TTSModel, released_0_6b, released_1_7b, tiny
 
@@ -295,7 +295,7 @@ def check_agreement(task, qwen, qb, tb, autocast) -> list[str]:
         xvec_ours = task.xvectors(tb, tracks)
         ours = task.losses(tb)
         talker = task.model.talker
-        from qtts.data.sequences import embed_dual_track
+        from qtts.models.talker.layout import embed_dual_track
 
         embeds = embed_dual_track(tracks, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
                                   residual_embeds=talker.code_predictor.model.codec_embedding, xvectors=xvec_ours)

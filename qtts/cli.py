@@ -1,4 +1,5 @@
-"""``qtts`` command line: data jobs, the speech codec and the demo (training runs go through ``scripts/train.py``)."""
+"""``qtts`` command line: data jobs, the speech codec, training, synthesis, export and the demo; each handler parses,
+calls one library function and reports."""
 
 from __future__ import annotations
 
@@ -167,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval_talker)
 
+    t = commands.add_parser("train", help="train a task: Hydra overrides over the packaged configs, as "
+                            "scripts/train.py takes them (qtts train experiment=talker_demo trainer.max_steps=10)")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    t.set_defaults(func=_train)
+
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
@@ -246,40 +252,19 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _codec_encode(args: argparse.Namespace) -> int:
-    import numpy as np
+    from qtts.inference.codec_files import encode_files
 
-    from qtts.audio.io import load_audio
-
-    def encode(model, path: Path, out: Path) -> None:
-        wav, _ = load_audio(path, sample_rate=model.config.input_sample_rate)
-        codes = model.encode([wav[0]])[0].cpu().numpy()
-        _write_atomic(out, lambda f: np.save(f, codes))
-
-    return _codec_each(args, ".npy", encode)
+    return _codec_files(args, encode_files)
 
 
 def _codec_decode(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from qtts.inference.codec_files import decode_files
 
-    from qtts.audio.io import save_audio
-
-    def decode(model, path: Path, out: Path) -> None:
-        try:
-            codes = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise ValueError(f"cannot read codes ({e})") from e
-        if codes.dtype.kind not in "iu":
-            raise ValueError(f"codes must be integers, got {codes.dtype}")
-        wav = model.decode([torch.from_numpy(codes.astype(np.int64))])[0]
-        save_audio(out, wav.cpu(), model.sample_rate)
-
-    return _codec_each(args, ".wav", decode)
+    return _codec_files(args, decode_files)
 
 
-def _codec_each(args: argparse.Namespace, suffix: str, convert) -> int:
-    """Run ``convert`` per input into ``--out/<stem><suffix>``; a failing input is reported and skipped,
-    so one bad file costs only itself, and the exit status says whether any failed."""
+def _codec_files(args: argparse.Namespace, convert) -> int:
+    """``convert`` every input into ``--out``; the exit status says whether any failed."""
     from qtts.models.codec import SpeechTokenizer
 
     try:
@@ -287,38 +272,13 @@ def _codec_each(args: argparse.Namespace, suffix: str, convert) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, failed = set(), 0
-    for name in args.inputs:
-        path, out = Path(name), out_dir / (Path(name).stem + suffix)
-        try:
-            if out in written:
-                raise ValueError(f"another input already wrote {out}")
-            if not path.is_file():
-                raise FileNotFoundError("file not found")
-            convert(model, path, out)
-        except (OSError, RuntimeError, ValueError) as e:  # AudioError is a RuntimeError
-            failed += 1
-            message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
-            print(f"error: {message}", file=sys.stderr)
-            continue
-        written.add(out)
-        print(f"{path} -> {out}")
+    results = convert(model, args.inputs, args.out)
+    for r in results:
+        print(f"error: {r.error}" if r.error else f"{r.source} -> {r.out}", file=sys.stderr if r.error else sys.stdout)
+    failed = sum(r.error is not None for r in results)
     if failed:
-        print(f"error: {failed} of {len(args.inputs)} inputs failed", file=sys.stderr)
+        print(f"error: {failed} of {len(results)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
-
-
-_VOICE_MODEL_TYPE = {"clone": ("base", "cloning (--ref-audio/--prompt)"), "custom": ("custom_voice", "--speaker"),
-                     "design": ("voice_design", "--instruct without --speaker")}
 
 
 def _synth_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -424,11 +384,10 @@ def _synth(args: argparse.Namespace) -> int:
                                                 dtype=getattr(torch, args.dtype))
         except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as e:  # torch: no CUDA → assert
             return fail(e)
-        wanted, options = _VOICE_MODEL_TYPE[mode]
-        if synth.model_type is not None and synth.model_type != wanted:
-            return fail(ValueError(f"{args.model} is a {synth.model_type!r} model; {options} needs a {wanted!r} one"))
-        if mode == "custom" and args.speaker.lower() not in synth.speakers:
-            return fail(ValueError(f"speaker {args.speaker!r} is not one of this model's: {synth.speakers}"))
+        try:
+            synth.check_voice(clone=mode == "clone", speaker=args.speaker, instruct=args.instruct)
+        except ValueError as e:
+            return fail(ValueError(f"{args.model}: {e}"))
 
         sampling = {k: v for k, v in dict(seed=args.seed, temperature=args.temperature, top_k=args.top_k,
                                           top_p=args.top_p, repetition_penalty=args.repetition_penalty,
@@ -474,7 +433,9 @@ def _synth(args: argparse.Namespace) -> int:
         rows = [json.dumps({"id": ident, "text": text, "audio": path.name,
                             "duration": round(audio_info(path).duration, 4)}, ensure_ascii=False)
                 for ident, text, path in utterances if path.is_file()]
-        _write_atomic(out / "manifest.jsonl", lambda f: f.write("".join(r + "\n" for r in rows).encode("utf-8")))
+        from qtts.models.checkpoint import atomic_write
+
+        atomic_write(out / "manifest.jsonl", lambda tmp: tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8"))
     rtf = f"{wall / seconds:.3f}" if seconds else "n/a"
     print(f"wrote {written} files, {seconds:.2f} s of audio in {wall:.2f} s (real-time factor {rtf})"
           + (f" to {args.out}" if written or args.text_file else ""))
@@ -482,30 +443,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _speakers_add(args: argparse.Namespace) -> int:
-    from qtts.adapters.speakers import add_speakers_from_rows
+    from qtts.adapters.speakers import add_speakers_from_corpus
 
-    corpus = Path(args.corpus)
-    if corpus.is_dir():
-        from qtts.data.extract_codes import open_codes
-
-        rows = open_codes(corpus).remove_columns(["codes"])
-    else:
-        from qtts.data.manifest import read_manifest
-
-        rows = [u.to_json() for u in read_manifest(corpus)]
-    if args.speakers:
-        wanted = {name.strip().lower() for name in args.speakers.split(",") if name.strip()}
-        names = [str(s).lower() for s in (rows["speaker"] if corpus.is_dir() else [r["speaker"] for r in rows])]
-        missing = sorted(wanted - set(names))
-        if missing:
-            print(f"error: --speakers {', '.join(missing)}: not in {corpus} (its speakers: "
-                  f"{', '.join(sorted(set(names))[:20])})", file=sys.stderr)
-            return 2
-        keep = [i for i, name in enumerate(names) if name in wanted]
-        rows = rows.select(keep) if corpus.is_dir() else [rows[i] for i in keep]
+    speakers = args.speakers.split(",") if args.speakers else None
     try:
-        added = add_speakers_from_rows(args.base, rows, args.out, codec=args.codec, start=args.start,
-                                       max_clips=args.max_clips)
+        added = add_speakers_from_corpus(args.base, args.corpus, args.out, speakers=speakers, codec=args.codec,
+                                         start=args.start, max_clips=args.max_clips)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -536,16 +479,14 @@ def _languages_add(args: argparse.Namespace) -> int:
 
 def _eval_talker(args: argparse.Namespace) -> int:
     from qtts.data.mixture import Source, mix_sources
-    from qtts.models.trained import load_trained
+    from qtts.runs import open_trained
     from qtts.tasks.talker_eval import evaluate_talker
-    from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
 
     try:
-        model, hparams = load_trained(args.model)
+        trained = open_trained(args.model)
+        model, tokenizer = trained.model, trained.text_tokenizer()
         languages = args.languages.split(",") if args.languages else None
         rows = mix_sources([Source(args.codes, languages=languages)])
-        folder = args.model if has_tokenizer(args.model) else hparams.get("init_from")
-        tokenizer = load_text_tokenizer(folder if has_tokenizer(folder) else None)
         layout = args.layout or ("clone" if model.speaker_encoder is not None else "speaker")
         report = evaluate_talker(model, rows, tokenizer, by=args.by, layout=layout, max_rows=args.max_rows)
     except (ValueError, KeyError, FileNotFoundError) as e:
@@ -562,17 +503,33 @@ def _eval_talker(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from qtts.models.export import export_release
-    from qtts.models.trained import load_trained
+    from qtts.runs import open_trained
 
     try:
-        model, hparams = load_trained(args.source, dtype=None)
-        out = export_release(model, args.out, model_type=args.model_type, codec=args.codec or hparams.get("codec"),
-                             source=args.base or hparams.get("init_from"))
+        trained = open_trained(args.source, dtype=None)
+        model = trained.model
+        out = export_release(model, args.out, model_type=args.model_type, codec=args.codec or trained.codec_folder,
+                             source=args.base or trained.init_from)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     speakers = sorted((model.config.talker_config.spk_id or {})) if args.model_type != "base" else []
     print(f"exported {out}" + (f" (speakers: {', '.join(speakers)})" if speakers else ""))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hydra.errors import HydraException
+
+    from qtts.training.config import ConfigError
+    from qtts.training.run import train_experiment
+
+    try:
+        run = train_experiment(args.overrides)
+    except (ConfigError, HydraException) as e:  # a wrong key or value: one line naming it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"run folder: {run}")
     return 0
 
 

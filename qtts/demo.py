@@ -10,14 +10,10 @@ redoes what is built on it: the codes, the talker, the voice and its sentences.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 60,
              talker_steps: int = 80, voice_steps: int = 40, voice: str = "en_spk0", max_new_tokens: int = 40) -> int:
@@ -54,9 +50,7 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
 
     if train_steps > 0:
         with _stage(f"5/9 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)", times):
-            encoder, _ = _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None)
-            if encoder is None:
-                return 1
+            _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None)
     steps = [codec_steps, talker_steps, voice_steps]
     if codec_steps > 0:
         with _stage(f"6/9 tiny 12.5 Hz codec (16 groups of 2048): GAN training ({codec_steps} optimizer steps), "
@@ -69,8 +63,6 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
             _redo(stale, out / "runs" / "talker_demo")
             talker, trained = _train("talker_demo", out, talker_steps, f"data.codes={out / 'codes'}",
                                      f"task.codec={codec}")
-            if talker is None:
-                return 1
             stale |= trained
             print(f"released-layout Base folder → {talker / 'export'}: {_listing(talker / 'export')}")
     if all(s > 0 for s in steps):
@@ -78,11 +70,10 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
                     f"its codes ({voice_steps} steps)", times):
             _redo(stale, out / "base_with_voice", out / "runs" / "custom_voice")
             run, trained = _voice_stage(out, talker / "export", voice, per_speaker, voice_steps)
-        if run is None:
-            return 1
         _redo(stale or trained, out / "custom_voice")
         with _stage(f"9/9 one sentence in each of the ten languages, spoken by {voice!r}", times):
-            _speak(out / "custom_voice", run, voice, max_new_tokens)
+            if not _speak(out / "custom_voice", run, voice, max_new_tokens):
+                return 1
     print("\n" + "\n".join(f"{seconds:7.1f} s  {title}" for title, seconds in times.items()))
     print(f"demo finished in {time.time() - t0:.0f} s; outputs under {out}")
     return 0
@@ -93,24 +84,29 @@ def _codec_stage(out: Path, steps: int) -> tuple[Path | None, bool]:
     the export folder (None if a step failed) and whether the codec was trained now (then the codes are new too)."""
     import numpy as np
 
-    from qtts.cli import main as cli
-    from qtts.data.extract_codes import open_codes
+    from qtts.data.extract_codes import ExtractConfig, extract_codes, open_codes
+    from qtts.inference.codec_files import decode_files
+    from qtts.models.codec import SpeechTokenizer
 
     run, trained = _train("codec_demo", out, steps, f"data.corpus={out / 'corpus'}")
-    if run is None:
-        return None, trained
     export, codes_dir = run / "export", out / "codes"
     _redo(trained, codes_dir, out / "reconstructions")
-    if cli(["data", "extract-codes", str(out / "validated" / "clean.jsonl"), str(export), str(codes_dir),
-            "--num-workers", "0", "--no-progress"]):
+    info = extract_codes(out / "validated" / "clean.jsonl", export, codes_dir,
+                         ExtractConfig(num_workers=0, progress=False))
+    print(f"{info['rows']} rows ({info['frames']} frames), {info['rejected']} rejected")
+    if info["rows"] == 0:
+        print("no row could be encoded", file=sys.stderr)
         return None, trained
     examples = out / "reconstructions"
     examples.mkdir(parents=True, exist_ok=True)
     rows = open_codes(codes_dir).with_format("numpy").select(range(3))
     for row in rows:
         np.save(examples / f"{row['id']}.npy", row["codes"].astype(np.int64))
-    if cli(["codec", "decode", "--model", str(export), "--out", str(examples),
-            *(str(examples / f"{row['id']}.npy") for row in rows)]):
+    results = decode_files(SpeechTokenizer.from_pretrained(export), [examples / f"{row['id']}.npy" for row in rows],
+                           examples)
+    for r in results:
+        print(f"error: {r.error}" if r.error else f"{r.source} -> {r.out}")
+    if any(r.error for r in results):
         return None, trained
     print(f"codes (HF dataset, frames × 16 at 12.5 Hz) → {codes_dir}; reconstructed examples → {examples}; "
           f"codec folder → {export}")
@@ -121,26 +117,24 @@ def _voice_stage(out: Path, base: Path, voice: str, clips: int, steps: int) -> t
     """The Base folder + a codec row named after one corpus speaker (``qtts speakers add --speakers``) → a LoRA run on
     that speaker's codes alone (a ``data.codes`` source with ``speakers: [VOICE]``): its ``adapter/`` and merged
     ``export/``."""
-    from qtts.cli import main as cli
+    from qtts.adapters.speakers import add_speakers_from_corpus
 
     with_voice = out / "base_with_voice"
-    add = ["speakers", "add", str(base), str(out / "codes"), str(with_voice), "--speakers", voice,
-           "--max-clips", str(clips)]
-    if not (with_voice / "config.json").is_file() and cli(add):
-        return None, False
+    if not (with_voice / "config.json").is_file():
+        added = add_speakers_from_corpus(base, out / "codes", with_voice, speakers=[voice], max_clips=clips)
+        print(f"wrote {with_voice}: " + ", ".join(f"{name} → row {row}" for name, row in sorted(added.items())))
     run, trained = _train("custom_voice", out, steps, f"task.init_from={with_voice}",
                           f"data.codes=[{{path: '{out / 'codes'}', speakers: ['{voice}']}}]", "data.val_fraction=0.0",
                           "trainer.check_val_every_n_epoch=1000", "task.warmup_steps=3", "task.lr=2.0e-3",
                           "trainer.log_every_n_steps=5", product="adapter")
-    if run is not None:
-        print(f"LoRA adapter (peft folder) → {run / 'adapter'}: {_listing(run / 'adapter')}\n"
-              f"merged model → {run / 'export'}: {_listing(run / 'export')}")
+    print(f"LoRA adapter (peft folder) → {run / 'adapter'}: {_listing(run / 'adapter')}\n"
+          f"merged model → {run / 'export'}: {_listing(run / 'export')}")
     return run, trained
 
 
-def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> None:
+def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> bool:
     """``<language>.wav`` per language by name with the merged model; then the adapter on the base folder it was
-    trained from, which gives the merged model's codes (greedy)."""
+    trained from, which must give the merged model's codes (greedy): False (and the demo fails) when it does not."""
     import torch
 
     from data_prep.sentences import SENTENCES
@@ -168,16 +162,18 @@ def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> None:
     a, b = adapted.generate_codes(request, **greedy)[0], merged.generate_codes(request, **greedy)[0]
     same = a.shape == b.shape and bool(torch.equal(a, b))
     print(f"Synthesizer.load_adapter: base + adapter/ {'gives the same' if same else 'differs from the'} greedy codes "
-          f"as the merged export ({len(a)} and {len(b)} frames)")
+          f"as the merged export ({len(a)} and {len(b)} frames)", file=sys.stdout if same else sys.stderr)
+    return same
 
 
 def _train(experiment: str, out: Path, steps: int, *overrides: str,
-           product: str | None = "export") -> tuple[Path | None, bool]:
-    """``scripts/train.py experiment=EXPERIMENT`` for ``steps`` steps → its run folder (None if it failed) and whether
-    it trained now. A run under ``out/runs`` with the same model, task and data settings that reached ``steps`` and
-    wrote ``product`` is reused; an unfinished one continues; runs of other settings (an older demo's) stay as they
-    are, and a new one starts."""
-    from qtts.training.run import newest_checkpoint
+           product: str | None = "export") -> tuple[Path, bool]:
+    """Train ``experiment`` for ``steps`` steps in this process (``qtts.training.run.train_experiment``, the run
+    ``scripts/train.py`` makes) → its run folder and whether it trained now. A run under ``out/runs`` with the same
+    model, task and data settings that reached ``steps`` and wrote ``product`` is reused; an unfinished one
+    continues; runs of other settings (an older demo's) stay as they are, and a new one starts."""
+    from qtts.runs import newest_checkpoint
+    from qtts.training.run import train_experiment
 
     root = out / "runs" / experiment
     args = [f"experiment={experiment}", f"run_root={out / 'runs'}", "trainer.accelerator=cpu",
@@ -189,24 +185,16 @@ def _train(experiment: str, out: Path, steps: int, *overrides: str,
         print(f"already trained: {done[-1]}")
         return done[-1], False
     unfinished = [ckpt for ckpt in map(newest_checkpoint, same) if ckpt]
-    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args,
-           f"resume={unfinished[-1]}" if unfinished else "resume=null"]
-    if subprocess.run(cmd, cwd=REPO).returncode:
-        return None, True
-    return max(root.glob("*"), key=lambda p: p.stat().st_mtime), True
+    return train_experiment([*args, f"resume={unfinished[-1]}" if unfinished else "resume=null"]), True
 
 
 def _settings(source: list[str] | Path) -> dict:
     """The model, task and data settings of a run folder's ``config.yaml``, or of the config these overrides compose."""
     from omegaconf import OmegaConf
 
-    if isinstance(source, Path):
-        cfg = OmegaConf.load(source / "config.yaml")
-    else:
-        from hydra import compose, initialize_config_dir
+    from qtts.training.configs import compose_config
 
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=source)
+    cfg = OmegaConf.load(source / "config.yaml") if isinstance(source, Path) else compose_config(source)
     return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "task", "data")}
 
 
@@ -220,12 +208,10 @@ def _redo(stale: bool, *folders: Path) -> None:
 
 def _step(run: Path) -> int:
     """The step of a run's ``last.ckpt`` (-1 without one)."""
-    import torch
+    from qtts.runs import checkpoint_step
 
     ckpt = run / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        return -1
-    return int(torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
+    return checkpoint_step(ckpt) if ckpt.is_file() else -1
 
 
 def _listing(folder: Path) -> str:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from qtts.training.configs import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,7 @@ def talker_codes(tiny_corpus, tmp_path_factory) -> Path:
     from qtts.models.codec.model import CodecConfig, SpeechTokenizer
     from tests.helpers.codec import randomize_encoder
 
-    values = yaml.safe_load((REPO / "configs" / "model" / "codec_tiny.yaml").read_text())
+    values = yaml.safe_load((CONFIG_DIR / "model" / "codec_tiny.yaml").read_text())
     values.pop("_target_")
     values.update(encoder_valid_num_quantizers=16, encode_downsample_rate=1920, decode_upsample_rate=1920)
     values["encoder_config"].update(upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5, num_quantizers=16,

@@ -93,9 +93,13 @@ def merge_lora(peft_model: PeftModel) -> TTSModel:
     return peft_model.merge_and_unload()
 
 
-def save_adapter(peft_model: PeftModel, folder: str | os.PathLike, name: str = "default") -> Path:
-    """A standard peft adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
+def save_adapter(peft_model: PeftModel, folder: str | os.PathLike, name: str = "default",
+                 base: str | os.PathLike | None = None) -> Path:
+    """A standard peft adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``); ``base``, the model
+    folder it was trained on, is recorded as its ``base_model_name_or_path`` (``qtts.runs`` opens it from there)."""
     folder = Path(folder)
+    if base is not None:
+        peft_model.peft_config[name].base_model_name_or_path = str(Path(base).resolve())
     peft_model.save_pretrained(str(folder), selected_adapters=[name])
     nested = folder / name  # peft puts non-default adapters in a subfolder
     return nested if name != "default" and nested.is_dir() else folder

@@ -9,6 +9,7 @@ a free row (never a preset speaker's, a language's or a special id's), start it 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
@@ -107,3 +108,31 @@ def add_speakers_from_rows(base: str | os.PathLike, rows, out: str | os.PathLike
     add_speakers(model, rows_of, mean_xvectors(model.speaker_encoder, waves))
     export_release(model, out, model_type="base", codec=codec, source=base)
     return rows_of
+
+
+def add_speakers_from_corpus(base: str | os.PathLike, corpus: str | os.PathLike, out: str | os.PathLike, *,
+                             speakers: Iterable[str] | None = None, codec=None, start: int = FIRST_SPEAKER_ROW,
+                             max_clips: int = 20) -> dict[str, int]:
+    """``add_speakers_from_rows`` over a corpus: a ``qtts data extract-codes`` folder or a manifest ``.jsonl``.
+    ``speakers``: only these speakers of it (default: all); a name the corpus lacks is an error naming its
+    speakers."""
+    corpus = Path(corpus)
+    if corpus.is_dir():
+        from qtts.data.extract_codes import open_codes
+
+        table = open_codes(corpus).remove_columns(["codes"])
+        names = [str(s).lower() for s in table["speaker"]]
+    else:
+        from qtts.data.manifest import read_manifest
+
+        table = [u.to_json() for u in read_manifest(corpus)]
+        names = [str(r["speaker"]).lower() for r in table]
+    if speakers is not None:
+        wanted = {str(name).strip().lower() for name in speakers if str(name).strip()}
+        missing = sorted(wanted - set(names))
+        if missing:
+            raise ValueError(f"speakers {', '.join(missing)}: not in {corpus} (its speakers: "
+                             f"{', '.join(sorted(set(names))[:20])})")
+        keep = [i for i, name in enumerate(names) if name in wanted]
+        table = table.select(keep) if corpus.is_dir() else [table[i] for i in keep]
+    return add_speakers_from_rows(base, table, out, codec=codec, start=start, max_clips=max_clips)

@@ -72,3 +72,26 @@ def unhooked(rows: Iterable[TrainedRows]) -> Iterator[None]:
     finally:
         for r in rows:
             r.hook()
+
+
+PREFIX = "trained_rows."  # TalkerTask's ModuleDict of TrainedRows, by table name (``codec_embedding``, …)
+
+
+@torch.no_grad()
+def fold_saved_rows(model: nn.Module, task_state: dict[str, torch.Tensor]) -> list[str]:
+    """Write the trained rows of a task's state dict (``trained_rows.<table>.rows`` / ``.weight``) into the tables
+    of ``model.talker.model`` (under LoRA: their base layers); returns the tables written. A checkpoint is
+    complete only with them: the tables themselves hold the starting rows."""
+    names = sorted({k[len(PREFIX):].rsplit(".", 1)[0] for k in task_state if k.startswith(PREFIX)})
+    for name in names:
+        rows, weight = task_state.get(f"{PREFIX}{name}.rows"), task_state.get(f"{PREFIX}{name}.weight")
+        table = getattr(model.talker.model, name, None)
+        table = getattr(table, "base_layer", table)
+        if rows is None or weight is None or not isinstance(table, nn.Embedding):
+            raise ValueError(f"trained rows of {name!r} do not fit the model (rows, weight and an embedding table "
+                             "are needed)")
+        if weight.shape != (len(rows), table.embedding_dim) or int(rows.max()) >= table.num_embeddings:
+            raise ValueError(f"trained rows of {name!r}: {tuple(weight.shape)} for rows up to {int(rows.max())}, "
+                             f"table {tuple(table.weight.shape)}")
+        table.weight[rows.long()] = weight.to(table.weight.dtype)
+    return names

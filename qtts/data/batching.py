@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from qtts.data.sequences import IGNORE_INDEX, DualTrackSequence
+from qtts.models.talker.layout import IGNORE_INDEX, DualTrackSequence
 from qtts.text.special_ids import RELEASED_TEXT_IDS, TextSpecialIds
 
 @dataclass

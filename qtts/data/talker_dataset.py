@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 from qtts.audio.features import SpeakerMel
 from qtts.audio.io import SAMPLE_RATE, load_audio
 from qtts.data.batching import collate_training, pack_sequences, plan_packs
-from qtts.data.sequences import DualTrackSequence, build_sequence, sequence_length
-from qtts.models.talker.config import speaker_row
+from qtts.models.talker.layout import DualTrackSequence, build_sequence, sequence_length
+from qtts.models.talker.config import language_row, speaker_row
+from qtts.text.languages import codec_language_ids
 from qtts.text.templates import target_ids
 
 
@@ -39,7 +40,8 @@ class TalkerCorpus(Dataset):
         layout instead, so the model keeps cloning voices while it learns the named ones.
     languages: the trained model's ``codec_language_id`` (``{name: row}``): each row's language (a code or name of
         the registry, ``languages:`` in the config) takes the model's row for it, so a language added to a model
-        (``qtts languages add``) trains on its own row. None: the registry's rows (the released ids).
+        (``qtts languages add``) trains on its own row. None: the registry's rows (the released ids and the
+        ``languages:`` of the config).
     """
 
     def __init__(self, rows: Any, tokenizer: Any, *, xvector: bool = False, reference: str = "self",
@@ -69,7 +71,7 @@ class TalkerCorpus(Dataset):
             by_speaker[speaker].append(i)
         self._same_speaker = by_speaker
         self._speakers = list(_column(rows, "speaker"))
-        self.language_rows = None if languages is None else _language_rows(rows, languages)
+        self.language_rows = _language_rows(rows, codec_language_ids() if languages is None else languages)
         if self.speakers:
             unknown = sorted({str(name) for name in by_speaker if str(name).lower() not in self.speakers})
             if unknown:
@@ -90,9 +92,8 @@ class TalkerCorpus(Dataset):
         rng = random.Random(seed)
         row = self.rows[int(index)]
         codes = torch.as_tensor(row["codes"], dtype=torch.long)
-        language = "auto" if rng.random() < self.auto_language_prob else row["language"]
-        if language != "auto" and self.language_rows is not None:
-            language = self.language_rows[str(language).lower()]
+        auto = rng.random() < self.auto_language_prob
+        language = None if auto else self.language_rows[str(row["language"]).lower()]
         streaming = rng.random() < self.streaming_prob
         clone = self.xvector and (not self.speakers or rng.random() < self.clone_prob)
         speaker = None if clone or not self.speakers else self.speakers[str(row["speaker"]).lower()]
@@ -102,7 +103,7 @@ class TalkerCorpus(Dataset):
             item["reference"] = self._reference(int(index), rng)
         return item
 
-    def _build(self, index: int, codes: torch.Tensor, language: str, streaming: bool, xvector: bool,
+    def _build(self, index: int, codes: torch.Tensor, language: int | None, streaming: bool, xvector: bool,
                speaker: int | None) -> DualTrackSequence:
         text = self.text_ids[int(index)]
         options = dict(language=language, xvector=xvector, speaker=speaker, target_codes=codes)
@@ -130,28 +131,24 @@ class TalkerCorpus(Dataset):
         return wav[0]
 
 
-def _language_rows(rows: Any, model_languages: dict[str, int]) -> dict[str, int]:
-    """``{language of the data (as written, lower case): the model's codec row}``; a language the model has no row
-    for is an error naming it, the rows that use it and the model's languages."""
-    from qtts.text.languages import get_language
-
-    model_languages = {str(k).lower(): int(v) for k, v in model_languages.items()}
+def _language_rows(rows: Any, table: dict[str, int]) -> dict[str, int]:
+    """``{language of the data (as written, lower case): its codec row in table}``; a language the table has no row
+    for is an error naming it, the rows that use it and the table's languages."""
     found: dict[str, int] = {}
     missing: dict[str, list[str]] = defaultdict(list)
     for row_id, key in zip(_column(rows, "id"), _column(rows, "language")):
         key = str(key).lower()
         if key in found:
             continue
-        name = key if key in model_languages else get_language(key).name.lower()
-        if name in model_languages:
-            found[key] = model_languages[name]
-        else:
+        try:
+            found[key] = language_row(table, key)
+        except ValueError:
             missing[key].append(str(row_id))
     if missing:
         detail = "; ".join(f"{k!r} (rows {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''})"
                            for k, ids in missing.items())
         raise ValueError(f"field 'language': the model has no codec row for {detail}; its languages: "
-                         f"{sorted(model_languages)} (add one with `qtts languages add`)")
+                         f"{sorted(k.lower() for k in table)} (add one with `qtts languages add`)")
     return found
 
 

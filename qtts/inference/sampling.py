@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-GENERATION_CONFIG_NAME = "generation_config.json"
+from qtts.models.export import GENERATION_CONFIG
 
 
 @dataclass
@@ -60,7 +60,7 @@ class SamplingConfig:
     def from_folder(cls, folder: str | os.PathLike) -> "SamplingConfig":
         """The folder's ``generation_config.json`` over the defaults (keys we do not use are ignored, as the
         ``transformers`` bookkeeping keys; a known key with a bad value names the file)."""
-        path = Path(folder) / GENERATION_CONFIG_NAME
+        path = Path(folder) / GENERATION_CONFIG
         if not path.is_file():
             return cls()
         try:

@@ -1,7 +1,7 @@
 """``Synthesizer``: text → 24 kHz speech with a released, exported or freshly trained model, offline or streamed.
 
 The three voices of the released models — cloning a reference (Base), preset speakers (CustomVoice) and voices
-described in words (VoiceDesign) — are the same pipeline with different prefills (``qtts.data.sequences``, the
+described in words (VoiceDesign) — are the same pipeline with different prefills (``qtts.models.talker.layout``, the
 builder training uses too): prefill → ``generate_frames`` → codec decoder. Offline output equals qwen-tts's
 (greedy codes and waveforms are tested against it); ``stream=True`` yields audio packets while generating.
 
@@ -21,19 +21,17 @@ import torch
 
 from qtts.audio.io import load_audio, resample
 from qtts.data.batching import collate_prefill
-from qtts.data.sequences import build_sequence, embed_dual_track
+from qtts.models.talker.layout import build_sequence
 from qtts.inference.generation import Frame, generate_frames
 from qtts.inference.sampling import CodeSampler, SamplingConfig
 from qtts.inference.static_decoding import StaticDecoding
 from qtts.inference.streaming import StreamDecoder
 from qtts.inference.voice import VoicePrompt
-from qtts.models.codec.model import SUBFOLDER, SpeechTokenizer
-from qtts.models.checkpoint import CONFIG_NAME
+from qtts.models.codec.model import SpeechTokenizer
 from qtts.models.talker import TTSModel
-from qtts.models.trained import load_trained
-from qtts.text.languages import get_language, is_known_language
 from qtts.text.special_ids import CodecSpecialIds, TextSpecialIds
 from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
+from qtts.runs import open_trained
 from qtts.text.tokenizer import TextTokenizer, has_tokenizer, load_text_tokenizer
 
 AudioLike = Any  # a file path, a (samples, sample_rate) pair, or a 1-D tensor/array at 24 kHz
@@ -64,7 +62,6 @@ class Synthesizer:
         config = model.config
         self.text_ids = TextSpecialIds.from_config(config.to_dict())
         self.codec_ids = CodecSpecialIds.from_config(config.talker_config.to_dict())
-        self._read_names()
         self._peft = None
 
     # -- loading ---------------------------------------------------------------------------------------------
@@ -72,36 +69,19 @@ class Synthesizer:
     def from_pretrained(cls, path: str | os.PathLike, codec: str | os.PathLike | None = None,
                         tokenizer: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32, cuda_graphs: bool | None = None) -> "Synthesizer":
-        """Load a released or exported model folder, a training run folder (its ``export/``, else its newest
-        checkpoint) or a talker checkpoint (full or LoRA; ``qtts.models.trained``). The codec is ``codec``, the
-        run's ``task.codec``, or the ``speech_tokenizer/`` of the model folder (of a run: of its ``init_from``);
-        the text tokenizer and generation config come from the same folder, else the built-in Qwen2 BPE and the
-        released defaults. The codec stays float32 (its codes change in bfloat16)."""
-        path = Path(path)
-        model, hparams = load_trained(path, dtype=dtype)
-        # the folder that holds the extras (speech_tokenizer/, tokenizer files, generation config): the model
-        # folder itself, or for a run / checkpoint the folder it was fine-tuned from
-        folder = path if (path / CONFIG_NAME).is_file() else hparams.get("init_from")
-        folder = Path(folder) if folder is not None and Path(folder).is_dir() else None
-        codec = codec or hparams.get("codec")
-        if codec is None:
-            if folder is None or not (folder / SUBFOLDER / CONFIG_NAME).is_file():
-                raise FileNotFoundError(f"{path}: no {SUBFOLDER}/ (nor a run codec); pass codec= (a speech "
-                                        "tokenizer folder)")
-            codec = folder
-        if tokenizer is None and has_tokenizer(folder):
-            tokenizer = folder
-        sampling = SamplingConfig.from_folder(folder) if folder is not None else SamplingConfig()
-        return cls(model.to(device), SpeechTokenizer.from_pretrained(codec).to(device),
-                   load_text_tokenizer(tokenizer), sampling, cuda_graphs)
+        """Load anything ``qtts.runs.open_trained`` opens: a released or exported model folder, a training run
+        folder (its ``export/``, else its newest checkpoint), a talker checkpoint (full or LoRA; a file or a sharded
+        folder) or a LoRA ``adapter/`` folder. The codec is ``codec``, the run's ``task.codec``, or the
+        ``speech_tokenizer/`` of the model folder (of a run: of its ``init_from``); the text tokenizer and
+        generation config come from the same folder, else the built-in Qwen2 BPE and the released defaults. The
+        codec stays float32 (its codes change in bfloat16)."""
+        trained = open_trained(path, dtype=dtype)
+        sampling = SamplingConfig.from_folder(trained.folder) if trained.folder is not None else SamplingConfig()
+        tokenizer = load_text_tokenizer(tokenizer) if tokenizer is not None else trained.text_tokenizer()
+        return cls(trained.model.to(device), trained.speech_tokenizer(codec).to(device), tokenizer, sampling,
+                   cuda_graphs)
 
     # -- LoRA adapters ---------------------------------------------------------------------------------------
-    def _read_names(self) -> None:
-        talker = self.model.config.talker_config
-        self._languages = {k.lower(): v for k, v in (talker.codec_language_id or {}).items()}
-        self._speakers = talker.speaker_codec_rows()
-        self._dialects = {k.lower(): v for k, v in (talker.spk_is_dialect or {}).items()}
-
     def load_adapter(self, folder: str | os.PathLike, name: str = "default") -> None:
         """Load a peft LoRA adapter folder (a qtts run's ``adapter/``) under ``name`` and make it the active one.
         The rows its run added (speakers, a language, text tokens: ``qtts.adapters.added_rows``) go into the
@@ -112,7 +92,6 @@ class Synthesizer:
 
         if has_added_rows(folder):
             apply_added_rows(self.model, folder)
-            self._read_names()
             if has_tokenizer(folder):
                 self.tokenizer = load_text_tokenizer(folder)
         if self._peft is None:
@@ -147,12 +126,13 @@ class Synthesizer:
 
     @property
     def speakers(self) -> list[str]:
-        return list(self._speakers)
+        return list(self.model.config.talker_config.speaker_codec_rows())
 
     @property
     def languages(self) -> list[str]:
         """``auto`` and the model's languages (dialects are chosen through their speakers)."""
-        return ["auto"] + [k for k in self._languages if "dialect" not in k]
+        names = self.model.config.talker_config.codec_language_id or {}
+        return ["auto"] + [k.lower() for k in names if "dialect" not in k.lower()]
 
     @property
     def sample_rate(self) -> int:
@@ -161,6 +141,27 @@ class Synthesizer:
     @property
     def device(self) -> torch.device:
         return next(self.model.talker.parameters()).device
+
+    def check_voice(self, *, clone: bool = False, speaker: str | None = None, instruct: str | None = None) -> None:
+        """Raise a ValueError, before any work, when this model cannot speak in the voice asked for. What decides is
+        what the model has, not its ``tts_model_type``: cloning needs the speaker encoder (Base models); a named
+        speaker needs a row of that name (CustomVoice models, and Base folders given voices by ``qtts speakers
+        add`` or a custom-voice fine-tune); a voice described by ``instruct`` alone needs a VoiceDesign model."""
+        if clone:
+            if speaker or instruct:
+                raise ValueError("cloning a voice takes no speaker or instruct")
+            if self.model.speaker_encoder is None:
+                raise ValueError(f"voice cloning needs a Base model (with a speaker encoder); this one is "
+                                 f"{self.model_type!r}")
+        elif speaker:
+            if speaker.lower() not in self.speakers:
+                raise ValueError(f"speaker {speaker!r} is not one of this model's: {self.speakers}")
+        elif instruct:
+            if self.model_type != "voice_design":
+                raise ValueError(f"a voice described by instruct alone needs a VoiceDesign model; this one is "
+                                 f"{self.model_type!r}")
+        else:
+            raise ValueError("choose a voice: a reference to clone, a speaker name, or an instruct (VoiceDesign)")
 
     # -- the three voices ------------------------------------------------------------------------------------
     def voice_clone(self, text: str | Sequence[str], ref_audio: AudioLike | Sequence[AudioLike] | None = None,
@@ -202,8 +203,8 @@ class Synthesizer:
                      packet_frames: int = 4, first_packet_frames: int | None = None, **sampling):
         """Speak ``text`` in a voice described by ``instruct`` (VoiceDesign models)."""
         texts, single = _as_list(text)
-        if self.model_type != "voice_design":
-            raise ValueError(f"voice_design needs a VoiceDesign model; this one is {self.model_type!r}")
+        for i in _broadcast(instruct, len(texts), "instruct"):
+            self.check_voice(instruct=i)
         requests = [Request(t, lang, instruct=i, non_streaming_mode=non_streaming_mode)
                     for t, lang, i in zip(texts, _broadcast(language, len(texts), "language"),
                                           _broadcast(instruct, len(texts), "instruct"))]
@@ -214,9 +215,7 @@ class Synthesizer:
                             x_vector_only: bool = False) -> VoicePrompt | list[VoicePrompt]:
         """Encode reference recordings once: the speaker vector, and for in-context cloning the codes (all
         references in one padded codec batch, as qwen-tts encodes them)."""
-        if self.model.speaker_encoder is None:
-            raise ValueError(f"voice cloning needs a Base model (with a speaker encoder); this one is "
-                             f"{self.model_type!r}")
+        self.check_voice(clone=True)
         audios, single = _as_list(ref_audio, atom=_is_audio)
         texts = _broadcast(ref_text, len(audios), "ref_text")
         if not x_vector_only:
@@ -273,7 +272,7 @@ class Synthesizer:
             speaker = self._speaker_id(r.speaker, i)
             prompt = r.prompt
             seqs.append(build_sequence(
-                target.content, role_ids=target.role, language=self._language_id(r.language, r.speaker, i),
+                target.content, role_ids=target.role, language=self._language_row(r.language, r.speaker, i),
                 speaker=speaker, xvector=prompt is not None,
                 instruct_ids=list(instruct_ids(self.tokenizer, r.instruct).ids) if r.instruct else None,
                 ref_text_ids=ref_text_ids(self.tokenizer, prompt.ref_text).content if prompt and prompt.in_context else None,
@@ -284,33 +283,24 @@ class Synthesizer:
                 xvectors.append(prompt.xvector)
         talker = self.model.talker
         batch = collate_prefill(seqs, text_special=self.text_ids).to(self.device)
-        dtype = talker.codec_head.weight.dtype
-        embeds = embed_dual_track(
-            batch, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
-            residual_embeds=list(talker.code_predictor.model.codec_embedding),
-            xvectors=torch.stack(xvectors).to(self.device, dtype) if xvectors else None,
-        )
+        embeds = self.model.embed_tracks(batch, torch.stack(xvectors).to(self.device) if xvectors else None)
         trailing = talker.embed_text(batch.trailing_text_ids)
         pad = talker.embed_text(torch.tensor([self.text_ids.tts_pad], device=self.device))[0]
         return embeds, batch.attention_mask, trailing, pad
 
-    def _language_id(self, language: str | None, speaker: str | None, item: int) -> int | None:
-        key = str(language or "auto").strip().lower()
-        if key != "auto" and key not in self._languages and is_known_language(key):
-            key = get_language(key).name  # a code ("en") → the config's name ("english")
-        if key != "auto" and key not in self._languages:
-            raise ValueError(f"item {item}: language {language!r} is not one of this model's: {self.languages}")
-        dialect = self._dialects.get(speaker.lower()) if speaker else None
-        if dialect and key in ("auto", "chinese"):  # a dialect speaker speaks its dialect (as qwen-tts does)
-            return self._languages[str(dialect).lower()]
-        return None if key == "auto" else self._languages[key]
+    def _language_row(self, language: str | None, speaker: str | None, item: int) -> int | None:
+        try:
+            return self.model.config.talker_config.language_row(language, speaker)
+        except ValueError as e:
+            raise ValueError(f"item {item}: {e}") from None
 
     def _speaker_id(self, speaker: str | None, item: int) -> int | None:
         if not speaker:
             return None
-        if speaker.lower() not in self._speakers:
+        rows = self.model.config.talker_config.speaker_codec_rows()
+        if speaker.lower() not in rows:
             raise ValueError(f"item {item}: speaker {speaker!r} is not one of this model's: {self.speakers}")
-        return int(self._speakers[speaker.lower()])
+        return rows[speaker.lower()]
 
     def _load_reference(self, audio: AudioLike, item: int) -> torch.Tensor:
         rate = self.codec.config.input_sample_rate

@@ -18,11 +18,15 @@ from pathlib import Path
 from qtts.models.checkpoint import CONFIG_NAME, save_weights, write_json
 from qtts.models.codec.model import SUBFOLDER, resolve_folder
 from qtts.models.talker import TTSModel
+from qtts.models.talker.config import MODEL_TYPES
+from qtts.text.tokenizer import has_tokenizer, write_tokenizer_folder
 
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json",
                    "added_tokens.json")
 GENERATION_CONFIG = "generation_config.json"
-MODEL_TYPES = ("base", "custom_voice", "voice_design")
+RELEASED_GENERATION_CONFIG = dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
+                                  subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0,
+                                  subtalker_temperature=0.9, max_new_tokens=8192)  # the released folders' file
 
 
 def export_release(model: TTSModel, folder: str | os.PathLike, *, model_type: str | None = None,
@@ -34,8 +38,6 @@ def export_release(model: TTSModel, folder: str | os.PathLike, *, model_type: st
     codec: the speech tokenizer folder (default: ``source``'s ``speech_tokenizer/``).
     source: the released/exported folder the model came from: its tokenizer files and generation config are kept.
     """
-    from qtts.models.random_release import RELEASED_GENERATION_CONFIG
-    from qtts.text.tokenizer import has_tokenizer, write_tokenizer_folder
 
     folder = Path(folder)
     config = copy.deepcopy(model.config)

@@ -14,19 +14,15 @@ from pathlib import Path
 import torch
 
 from qtts.models.codec.model import SUBFOLDER, CodecConfig, SpeechTokenizer
+from qtts.models.export import RELEASED_GENERATION_CONFIG
 from qtts.models.random_weights import randomize_codec, randomize_tts
 from qtts.models.talker import TTSConfig, TTSModel
 from qtts.text.tokenizer import write_tokenizer_folder
 
-RELEASED_GENERATION_CONFIG = dict(do_sample=True, top_k=50, top_p=1.0, temperature=0.9, repetition_penalty=1.05,
-                                  subtalker_dosample=True, subtalker_top_k=50, subtalker_top_p=1.0,
-                                  subtalker_temperature=0.9, max_new_tokens=8192)
-
-
 def tiny_codec_config() -> CodecConfig:
     """A CPU-sized codec that speaks the talker's codes: 16 groups of 2048 at the released 12.5 Hz (1920-sample
     hop), with few, narrow layers; trainable like the released one (decoder codebook_dim = encoder hidden_size).
-    ``configs/model/codec_tiny_12hz.yaml`` is the same model (a test holds them equal)."""
+    ``qtts/configs/model/codec_tiny_12hz.yaml`` is the same model (a test holds them equal)."""
     encoder = dict(num_filters=4, upsampling_ratios=[8, 6, 5, 4], num_residual_layers=1, hidden_size=32,
                    num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, head_dim=16,
                    intermediate_size=64, codebook_size=2048, codebook_dim=16, vector_quantization_hidden_dimension=16,

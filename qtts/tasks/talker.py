@@ -1,7 +1,7 @@
 """Training of the dual-track talker (pretraining stages, post-training, full and LoRA fine-tuning).
 
 The model is the released ``TTSModel`` (talker + code predictor, and for Base models the speaker
-encoder); batches are dual-track sequences (``qtts.data.sequences``) whose labels are already aligned.
+encoder); batches are dual-track sequences (``qtts.models.talker.layout``) whose labels are already aligned.
 Loss = CE(group 0) + ``predictor_weight`` · CE(groups 1..15) (``dual_track_loss``). The speaker encoder
 is trained with the talker (as in the paper) or frozen (``speaker_encoder: frozen``). With ``lora`` only the
 adapters and the rows a fine-tune adds (speakers', new languages' and added tokens' rows) train; checkpoints then
@@ -249,7 +249,7 @@ class TalkerTask(L.LightningModule):
                 from qtts.adapters.added_rows import save_added_rows
                 from qtts.adapters.lora import merge_lora, save_adapter
 
-                adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter")
+                adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter", base=self.hparams.init_from)
                 added = {name: rows.rows.tolist() for name, rows in self.trained_rows.items()}  # LoRA: all of them
                 save_added_rows(self.model, adapter, added, tokenizer_folder=self.hparams.init_from)
                 model = merge_lora(copy.deepcopy(self._peft[0]))

@@ -1,6 +1,6 @@
 """The dual-track LM loss: group 0 from the talker, groups 1..15 from the code predictor.
 
-Labels come from ``qtts.data.sequences`` already aligned: ``labels[t]`` is what the hidden state at
+Labels come from ``qtts.models.talker.layout`` already aligned: ``labels[t]`` is what the hidden state at
 ``t`` predicts, so nothing here shifts (upstream fine-tuning shifted twice). The code predictor is
 teacher-forced on every supervised frame at once: its input is ``[hidden[t], E(c0), E(c1), …]`` of the
 frame whose ``c0`` is ``labels[t]``, and its head k is scored against ``code_labels[t, k]``.
@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from qtts.data.sequences import IGNORE_INDEX
+from qtts.models.talker.layout import IGNORE_INDEX
 
 
 @dataclass

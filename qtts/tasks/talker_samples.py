@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from qtts.data.sequences import IGNORE_INDEX
+from qtts.models.talker.layout import IGNORE_INDEX
 
 
 @torch.no_grad()

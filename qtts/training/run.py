@@ -12,7 +12,7 @@ import inspect
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import torch
@@ -22,13 +22,20 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
+from qtts.runs import is_checkpoint, newest_checkpoint
 from qtts.text.languages import register_language
 from qtts.training.callbacks import AtomicCheckpointIO, RNGState, SaveLast
 from qtts.training.config import validate_config
-from qtts.training.strategies import METADATA_FILENAME, is_distributed_checkpoint
+from qtts.training.configs import compose_config
 
 _RUN_DIR_ENV = "QTTS_RUN_DIR"
 _RESUME_ENV = "QTTS_RESUME_CKPT"
+
+
+def train_experiment(overrides: Sequence[str]) -> Path:
+    """``train`` of the config that these command-line overrides compose (``qtts train``, the demo): the same run
+    as ``scripts/train.py OVERRIDES``, in this process."""
+    return train(compose_config(overrides))
 
 
 def train(cfg: DictConfig) -> Path:
@@ -94,39 +101,6 @@ def new_run_dir(experiment_root: Path) -> Path:
     while run_dir.exists():
         run_dir, n = experiment_root / f"{stamp}-{n}", n + 1
     return run_dir
-
-
-def newest_checkpoint(run_dir: Path) -> str | None:
-    """The checkpoint with the highest step under ``run_dir/checkpoints``: ``*.ckpt`` files, or ``*.ckpt``
-    folders (distributed checkpoints of FSDP2 / DeepSpeed)."""
-    ckpts = [p for p in (Path(run_dir) / "checkpoints").glob("*.ckpt") if is_checkpoint(p)]
-    if not ckpts:
-        return None
-    return str(max(ckpts, key=lambda p: (_step_of(p), p.stat().st_mtime)))
-
-
-def is_checkpoint(path: Path) -> bool:
-    """A checkpoint file, an FSDP2 (``ModelParallelStrategy``) folder with ``meta.pt``, or a DeepSpeed folder
-    with ``latest``."""
-    path = Path(path)
-    return path.is_file() or is_distributed_checkpoint(path) or (path / "latest").is_file()
-
-
-def _step_of(path: Path) -> int:
-    """Checkpoints carry their step in the name (step_N); last.ckpt is read to find it."""
-    path = Path(path)
-    if path.stem.startswith("step_") and path.stem[5:].isdigit():
-        return int(path.stem[5:])
-    if path.is_dir():  # the trainer state of a distributed checkpoint
-        states = [path / METADATA_FILENAME] if is_distributed_checkpoint(path) else \
-            sorted(path.glob("*/mp_rank_00_model_states.pt"))
-        if not states:
-            return -1
-        path = states[0]
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", -1))
-    except Exception:
-        return -1
 
 
 def write_config(cfg: DictConfig, run_dir: Path) -> None:

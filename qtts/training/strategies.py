@@ -19,17 +19,8 @@ from typing import Any, Literal
 
 import torch
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
-from lightning.fabric.utilities.load import _METADATA_FILENAME
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.strategies import ModelParallelStrategy
-
-METADATA_FILENAME = _METADATA_FILENAME  # "meta.pt": the trainer state inside a distributed checkpoint folder
-
-
-def is_distributed_checkpoint(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / METADATA_FILENAME).is_file()
-
 
 def _dtype(name: str | None) -> torch.dtype | None:
     if name is None:

@@ -20,7 +20,7 @@ from qtts.inference import Synthesizer
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker import TTSModel, tiny
 from qtts.models.talker.config import SPEAKER_IDS, released_0_6b
-from qtts.models.trained import load_trained
+from qtts.runs import open_trained
 from qtts.tasks.talker_eval import evaluate_talker
 from qtts.text.tokenizer import load_text_tokenizer
 from tests.conftest import REPO, subprocess_env
@@ -103,7 +103,7 @@ def test_fine_tune_custom_voices_and_export_for_qwen_tts(base, talker_codes, tmp
     unseen = mix_sources([Source(str(talker_codes), speakers=held_out)])
     assert sorted({str(s).lower() for s in unseen["speaker"]}) == held_out
     tok = load_text_tokenizer()
-    cloning = {name: evaluate_talker(load_trained(folder)[0], unseen, tok, by="speaker", layout="clone")
+    cloning = {name: evaluate_talker(open_trained(folder).model, unseen, tok, by="speaker", layout="clone")
                for name, folder in (("before", added), ("after", run))}
     for speaker in held_out:  # cloning an unseen voice: no worse than before the fine-tune
         assert cloning["after"][speaker]["loss"] < cloning["before"][speaker]["loss"], cloning
@@ -134,6 +134,23 @@ def fine_tune_args(codes, model, run_root, steps: int, name: str = "talker_demo"
     ]
 
 
+def interrupted_run_speaks_with_its_trained_rows(run, saved: dict, base) -> None:
+    """An interrupted LoRA run opens from its checkpoint with the speaker rows it trained (not the rows it started
+    from) and the adapters merged, and speaks by name (the rows were dropped before)."""
+    start = TTSModel.from_pretrained(base)
+    rows, trained = saved["state_dict"]["trained_rows.codec_embedding.rows"], \
+        saved["state_dict"]["trained_rows.codec_embedding.weight"]
+    for source in (run / "checkpoints" / "last.ckpt", run):  # a run without export/: its newest checkpoint
+        synth = Synthesizer.from_pretrained(source)
+        table = synth.model.talker.model.codec_embedding.weight
+        torch.testing.assert_close(table[rows], trained)
+        assert not torch.allclose(table[rows], start.talker.model.codec_embedding.weight[rows])
+        assert not torch.equal(synth.model.talker.model.layers[0].self_attn.q_proj.weight,
+                               start.talker.model.layers[0].self_attn.q_proj.weight)  # LoRA merged in
+        name = synth.speakers[0]
+        assert len(synth.custom_voice("Hello.", name, max_new_tokens=3, **GREEDY)) == 3 * 1920
+
+
 def test_lora_two_speakers_resume_merge_and_export(base, talker_codes, tmp_path):
     """LoRA (attention + MLP + code predictor) with the speaker rows trained; killed at step 6 and resumed, the run
     repeats the uninterrupted one's losses; its adapter merged or not gives the same logits; the custom-voice
@@ -161,6 +178,7 @@ def test_lora_two_speakers_resume_merge_and_export(base, talker_codes, tmp_path)
     assert saved["global_step"] == 6, killed.stdout[-2000:] + killed.stderr[-2000:]
     weights = [k for k, v in saved["state_dict"].items() if v.is_floating_point() and v.dim() == 2]
     assert weights and all("lora_" in k or k.endswith("codec_embedding.weight") for k in weights)  # no frozen copies
+    interrupted_run_speaks_with_its_trained_rows(run, saved, added)
     resumed = train("killed", ["resume=auto"])
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     straight, continued = step_losses(only_run(tmp_path, "straight")), step_losses(run)
@@ -185,6 +203,9 @@ def test_lora_two_speakers_resume_merge_and_export(base, talker_codes, tmp_path)
         synth.set_adapter("voices")
         torch.testing.assert_close(merged.talker(x).logits[..., :2048], unmerged[..., :2048], atol=1e-4, rtol=1e-4)
         assert not torch.allclose(unmerged, plain, atol=1e-3)
+        opened = open_trained(adapter)  # the adapter folder alone opens as the run's model, on the base it names
+        assert opened.init_from == str(added.resolve())
+        torch.testing.assert_close(opened.model.talker(x).logits, merged.talker(x).logits, atol=1e-4, rtol=1e-4)
 
     export = tmp_path / "custom_voice"
     assert main(["export", str(run), str(export), "--model-type", "custom_voice"]) == 0

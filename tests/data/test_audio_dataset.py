@@ -8,7 +8,7 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 
 from qtts.data.audio_dataset import AudioCorpus, collate_audio
-from qtts.data.datamodule import AudioDataModule
+from qtts.training.datamodules import AudioDataModule
 
 SR = 24_000
 SPEAKERS = {"ann": "en", "bob": "en", "carl": "de"}

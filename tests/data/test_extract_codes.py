@@ -21,6 +21,7 @@ from qtts.data.manifest import read_manifest
 from qtts.models.codec.model import CodecConfig, SpeechTokenizer
 from tests.conftest import REPO, subprocess_env
 from tests.helpers.codec import randomize_encoder
+from qtts.training.configs import CONFIG_DIR
 
 FAST = dict(rows_per_shard=7, max_seconds_per_batch=30.0, num_workers=0, progress=False)
 BAD = {"missing", "empty", "no-text"}
@@ -30,7 +31,7 @@ BAD = {"missing", "empty", "no-text"}
 def codec(tmp_path_factory) -> Path:
     """A random tokenizer with the tiny config (hop 128 samples, 4 quantizers) at 8 kHz to run faster (so
     the clips are resampled to the codec's rate, not a fixed 24 kHz), saved as a folder."""
-    values = yaml.safe_load((REPO / "configs" / "model" / "codec_tiny.yaml").read_text())
+    values = yaml.safe_load((CONFIG_DIR / "model" / "codec_tiny.yaml").read_text())
     values.pop("_target_")
     values["input_sample_rate"] = values["output_sample_rate"] = 8000
     values["encoder_config"].update(sampling_rate=8000, frame_rate=62.5, num_filters=4)

@@ -157,3 +157,23 @@ def test_inconsistent_voice_options(models, tmp_path, capsys, extra, message):
         main(["synth", str(models["base"]), "--text", "Hi.", "--out", str(tmp_path / "x.wav"), *extra, *FAST])
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_named_speaker_of_a_base_folder(models, tmp_path, capsys):
+    """A Base folder that has named speakers (``qtts speakers add``, a custom-voice fine-tune's run and export)
+    speaks by name through the CLI as through ``Synthesizer.custom_voice``; it was refused for its model type."""
+    import shutil
+
+    folder = tmp_path / "base_with_alice"
+    shutil.copytree(models["base"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["talker_config"] |= {"spk_id": {"alice": 3000}, "spk_is_dialect": {"alice": False}}
+    (folder / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "alice.wav"
+    assert main(["synth", str(folder), "--speaker", "alice", "--text", "Hello there.", "--out", str(out),
+                 *FAST]) == 0
+    assert len(_read(out)[0]) == FRAMES * HOP
+    assert main(["synth", str(folder), "--speaker", "bob", "--text", "Hi.", "--out", str(out), *FAST]) == 2
+    assert "speaker 'bob' is not one of this model's: ['alice']" in capsys.readouterr().err
+    assert main(["synth", str(folder), "--instruct", "A low voice.", "--text", "Hi.", "--out", str(out), *FAST]) == 2
+    assert "needs a VoiceDesign model; this one is 'base'" in capsys.readouterr().err

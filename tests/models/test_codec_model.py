@@ -10,6 +10,7 @@ from qtts.cli import main
 from qtts.models.codec import CodecConfig, SpeechTokenizer
 from tests.models.test_codec_decoder import randomize as randomize_decoder
 from tests.models.test_codec_encoder import HOP, KEEP, TINY, TINY_DECODER, randomize as randomize_encoder
+from qtts.training.configs import CONFIG_DIR
 
 modeling = pytest.importorskip("qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2")
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2")
@@ -179,15 +180,14 @@ def test_cli_round_trip(released, tmp_path, capsys):
 
 
 def test_tiny_codec_config_is_the_demo_codec_and_trains(tmp_path):
-    """``tiny_codec_config()`` (tests' random releases) and ``configs/model/codec_tiny_12hz.yaml`` (the demo's) are one
+    """``tiny_codec_config()`` (tests' random releases) and ``qtts/configs/model/codec_tiny_12hz.yaml`` (the demo's) are one
     model, and its quantizer output feeds its decoder (what training needs)."""
     from omegaconf import OmegaConf
 
     from qtts.models.codec.vq_training import quantize
     from qtts.models.random_release import tiny_codec_config
-    from tests.conftest import REPO
 
-    values = OmegaConf.to_container(OmegaConf.load(REPO / "configs/model/codec_tiny_12hz.yaml"))
+    values = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model" / "codec_tiny_12hz.yaml"))
     values.pop("_target_")
     config = tiny_codec_config()
     assert CodecConfig(**values).to_dict() == config.to_dict()

@@ -23,6 +23,7 @@ from qtts.tasks.codec import CodecTask
 from qtts.training.config import ConfigError, validate_config
 from tests.conftest import REPO
 from tests.training.test_config import composed
+from qtts.training.configs import CONFIG_DIR
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
             conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
@@ -103,7 +104,7 @@ def test_layer_out_of_range(wavlm_folder):
 # -- the codec task with the teacher --------------------------------------------------------------------------
 def tiny_task(teacher: nn.Module | None, **kwargs) -> CodecTask:
     torch.manual_seed(0)
-    model = instantiate(OmegaConf.load(REPO / "configs" / "model" / "codec_tiny.yaml"), _convert_="all")
+    model = instantiate(OmegaConf.load(CONFIG_DIR / "model" / "codec_tiny.yaml"), _convert_="all")
     return CodecTask(model, teacher=teacher, gan_warmup_steps=1000, lr=3e-3, log_media=False,
                      discriminator={"periods": [2], "period_channels": [8, 8], "n_ffts": [256], "band_channels": 8},
                      **kwargs)

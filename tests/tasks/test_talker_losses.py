@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qtts.data.batching import collate_training
-from qtts.data.sequences import build_sequence
+from qtts.models.talker.layout import build_sequence
 from qtts.tasks.talker_losses import dual_track_loss
 
 EOS = 2150

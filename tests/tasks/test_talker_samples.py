@@ -3,7 +3,7 @@
 import torch
 
 from qtts.data.batching import collate_training
-from qtts.data.sequences import build_sequence
+from qtts.models.talker.layout import build_sequence
 from qtts.tasks.talker_samples import teacher_forced_frames
 
 FRAMES = torch.tensor([[100 + j] + [10 * g + j for g in range(1, 16)] for j in range(3)])

@@ -8,12 +8,13 @@ from hydra.utils import instantiate
 
 from qtts.training.config import ConfigError, validate_config
 from tests.conftest import REPO
+from qtts.training.configs import CONFIG_DIR
 
 RUNTIME = {"task": {"model", "num_speakers", "num_languages"}}
 
 
 def composed(*overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
 

@@ -11,6 +11,7 @@ absorbs reduction-order noise, far below a single optimizer step's change of the
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,10 +20,11 @@ import pytest
 import torch
 
 from qtts.models.talker.model import TTSModel
-from qtts.training.run import newest_checkpoint
-from qtts.training.strategies import METADATA_FILENAME, is_distributed_checkpoint
+from qtts.runs import DISTRIBUTED_METADATA as METADATA_FILENAME
+from qtts.runs import is_distributed_checkpoint, newest_checkpoint
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
+from qtts.training.configs import CONFIG_DIR
 
 STEPS, KILL_STEP = 5, 2
 
@@ -97,6 +99,23 @@ def test_fsdp2_trains_saves_and_exports(talker_codes, tmp_path):
     assert newest_checkpoint(run_dir) in {str(ckpts / "last.ckpt"), str(ckpts / f"step_{STEPS:08d}.ckpt")}
     exported = TTSModel.from_pretrained(run_dir / "export")  # strict: every key, full shapes, float32
     assert all(p.dtype == torch.float32 for p in exported.parameters())
+    sharded_checkpoint_opens(run_dir, exported)
+
+
+def sharded_checkpoint_opens(run_dir: Path, exported: TTSModel) -> None:
+    """A distributed checkpoint folder opens whole (``qtts.runs``: synthesis, export, evaluation), with the final
+    weights, alone and as a run folder's newest checkpoint once ``export/`` is gone (it raised IsADirectoryError)."""
+    from qtts.runs import open_trained
+
+    expected = exported.state_dict()
+    shutil.rmtree(run_dir / "export")
+    for source in (run_dir / "checkpoints" / "last.ckpt", run_dir):
+        opened = open_trained(source)
+        assert opened.settings["init_from"] is None and opened.model.config.to_dict() == exported.config.to_dict()
+        got = opened.model.state_dict()
+        assert sorted(got) == sorted(expected)
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, msg=key)
 
 
 @pytest.mark.slow
@@ -114,7 +133,7 @@ def test_fsdp2_config_builds_its_strategy(tmp_path):
     from qtts.training.run import build_trainer
     from qtts.training.strategies import FSDP2Strategy
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=talker_demo", "trainer=fsdp2", "trainer.devices=2",
                                                       "trainer.accelerator=cpu", f"run_dir={tmp_path}"])
     validate_config(cfg, {"task": {"model"}})
@@ -135,7 +154,7 @@ def test_configure_model_shards_every_block_once_and_matches_the_plain_model(tal
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule
 
-    from qtts.data.datamodule import TalkerDataModule
+    from qtts.training.datamodules import TalkerDataModule
     from qtts.data.talker_dataset import collate_talker
     from qtts.models.talker.config import tiny
     from qtts.tasks.talker import TalkerTask
@@ -208,7 +227,7 @@ def test_deepspeed_configs_build_their_strategy_and_trainer(stage, tmp_path):
     from qtts.training.config import validate_config
     from qtts.training.run import build_trainer
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=talker_demo", f"trainer=deepspeed_zero{stage}",
                                                       "trainer.devices=1", "trainer.accelerator=cpu",
                                                       f"run_dir={tmp_path}"])

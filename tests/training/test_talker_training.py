@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from qtts.data.datamodule import TalkerDataModule
+from qtts.training.datamodules import TalkerDataModule
 from qtts.data.talker_dataset import collate_talker
 from qtts.models.talker.config import tiny
 from qtts.models.talker.model import TTSModel

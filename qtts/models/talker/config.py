@@ -204,6 +204,13 @@ class TalkerConfig(DictConfig):
         """``{speaker name (lower case): codec row}`` of ``spk_id``."""
         return {k.lower(): speaker_row(v) for k, v in (self.spk_id or {}).items()}
 
+    def language_row(self, language: str | None, speaker: str | None = None) -> int | None:
+        """The codec row of ``language`` (a name of ``codec_language_id`` or a registered code; "auto"/None: None,
+        the ``nothink`` prefix) as said by ``speaker``: a dialect speaker speaks its dialect for chinese and auto,
+        as qwen-tts does."""
+        dialect = (self.spk_is_dialect or {}).get(str(speaker).lower()) if speaker else None
+        return language_row(self.codec_language_id or {}, language, dialect)
+
     def special_codec_ids(self) -> dict[str, int]:
         """Every special codec id the config names (must fit ``vocab_size``)."""
         ids = {name: getattr(self, name) for name in (
@@ -213,6 +220,25 @@ class TalkerConfig(DictConfig):
         for speaker, value in (self.spk_id or {}).items():  # some exports write [3066]
             ids[f"spk_id.{speaker}"] = value[0] if isinstance(value, list) and len(value) == 1 else value
         return ids
+
+
+def language_row(table: dict[str, int], language: str | None, dialect: str | bool | None = None) -> int | None:
+    """The one reading of a language name: its row in ``table`` (a model's ``codec_language_id``), where a code of
+    the language registry (``en``) stands for its name (``english``) and a ``dialect`` (``spk_is_dialect``)
+    replaces chinese and auto. None means "auto"; a language the table lacks is a ValueError naming its languages."""
+    from qtts.text.languages import get_language, is_known_language
+
+    rows = {str(k).lower(): int(v) for k, v in table.items()}
+    key = str(language if language is not None else "auto").strip().lower()
+    if key != "auto" and key not in rows and is_known_language(key):
+        key = get_language(key).name.lower()
+    if key != "auto" and key not in rows:
+        raise ValueError(f"language {language!r} is not one of this model's: {sorted(rows)}")
+    if dialect and key in ("auto", "chinese"):
+        if str(dialect).lower() not in rows:
+            raise ValueError(f"dialect {dialect!r} has no row in codec_language_id ({sorted(rows)})")
+        return rows[str(dialect).lower()]
+    return None if key == "auto" else rows[key]
 
 
 def speaker_row(value: int | list[int]) -> int:

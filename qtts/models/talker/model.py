@@ -16,6 +16,7 @@ from torch import nn
 
 from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
 from qtts.models.talker.config import TTSConfig
+from qtts.models.talker.layout import embed_dual_track
 from qtts.models.talker.speaker_encoder import SpeakerEncoder
 from qtts.models.talker.talker import Talker
 
@@ -60,20 +61,6 @@ class TTSModel(nn.Module):
         model.load_state_dict(weights, strict=True, assign=True)
         return model.eval()
 
-    @classmethod
-    def from_training_checkpoint(cls, path: str | os.PathLike, dtype: torch.dtype | None = torch.float32
-                                 ) -> tuple["TTSModel", dict]:
-        """The model of a talker training checkpoint (a Lightning ``.ckpt`` of ``TalkerTask``), and the run's
-        hyper-parameters (``codec``, ``init_from``, …)."""
-        path = Path(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        hparams = checkpoint.get("hyper_parameters") or {}
-        if not isinstance(hparams.get("model"), dict) or "state_dict" not in checkpoint:
-            raise ValueError(f"{path}: not a talker training checkpoint (no hyper_parameters.model / state_dict); "
-                             "sharded (FSDP) checkpoints must be exported first")
-        weights = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-        return cls.from_state(TTSConfig.from_dict(hparams["model"]), weights, path, dtype), dict(hparams)
-
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``model.safetensors`` then ``config.json`` (each atomically; unknown config keys kept)."""
         folder = Path(folder)
@@ -96,15 +83,18 @@ class TTSModel(nn.Module):
             return encoder(mels.to(encoder.fc.weight.dtype), batch["reference_frames"])
         return encoder.embed_audio(batch["reference"], batch["reference_lengths"])
 
-    def forward_tracks(self, tracks, xvectors: torch.Tensor | None = None, packed: bool = True):
-        """The talker over collated dual-track rows (``qtts.data.batching.DualTrackBatch``): text + codec
-        embeddings (x-vectors in their slots) → ``TalkerOutput`` (hidden states, logits)."""
-        from qtts.data.sequences import embed_dual_track
-
+    def embed_tracks(self, tracks, xvectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings of dual-track rows (a ``DualTrackSequence`` or a collated batch of them: training rows
+        and inference prefills alike): text + codec embeddings, x-vectors in their slots (``embed_dual_track``)."""
         talker = self.talker
-        embeds = embed_dual_track(tracks, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
-                                  residual_embeds=talker.code_predictor.model.codec_embedding, xvectors=xvectors)
+        return embed_dual_track(tracks, text_embed=talker.embed_text, codec_embed=talker.embed_codec,
+                                residual_embeds=talker.code_predictor.model.codec_embedding, xvectors=xvectors)
+
+    def forward_tracks(self, tracks, xvectors: torch.Tensor | None = None, packed: bool = True):
+        """The talker over collated dual-track rows (``qtts.data.batching.DualTrackBatch``): ``embed_tracks`` →
+        ``TalkerOutput`` (hidden states, logits)."""
+        embeds = self.embed_tracks(tracks, xvectors)
         # Rows holding one utterance need no mask (right padding sits after every real query, so causal attention
         # never reaches it): SDPA then takes its fused causal kernels. Packed rows keep attention per utterance.
-        return talker(embeds, position_ids=tracks.position_ids, document_ids=tracks.document_ids if packed else None)
+        return self.talker(embeds, position_ids=tracks.position_ids, document_ids=tracks.document_ids if packed else None)
 

@@ -19,7 +19,7 @@ Layout (positions, in order), as the released ``generate`` and fine-tuning build
 3. prefix: codec ``think block ⧺ [speaker slot] ⧺ codec_pad`` with text ``tts_pad … tts_bos``
    (``tts_bos`` sits on ``codec_pad``). Think block: ``nothink, think_bos, think_eos`` for language
    "auto", ``think, think_bos, lang, think_eos`` otherwise; a dialect speaker turns chinese/auto
-   into its dialect's language id. The slot is an x-vector (Base) or the codec row of a speaker
+   into its dialect's language id (``TalkerConfig.language_row``). The slot is an x-vector (Base) or the codec row of a speaker
    (CustomVoice), or absent;
 4. the two streams, text ``S_t = ref_text ⧺ text ⧺ [tts_eos]`` and codec
    ``S_c = [codec_bos] ⧺ ref frames ⧺ target frames ⧺ [codec_eos]`` (targets and eos only in
@@ -52,7 +52,6 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from qtts.text.languages import get_language
 from qtts.text.special_ids import RELEASED_CODEC_IDS, RELEASED_TEXT_IDS, CodecSpecialIds, TextSpecialIds
 
 IGNORE_INDEX = -100
@@ -104,29 +103,6 @@ class DualTrackSequence:
         return rows
 
 
-def resolve_language_id(language: str | int | None, speaker_dialect: str | bool | None = None) -> int | None:
-    """The codec language id of the think block; None means "auto" (the ``nothink`` form).
-
-    ``language``: "auto"/None, a registered code or name ("en", "english"), or a codec id (int).
-    ``speaker_dialect``: the speaker's dialect (``spk_is_dialect`` of the config, e.g.
-    "sichuan_dialect"; False/None for none); with language chinese or auto it replaces the
-    language, as upstream does.
-    """
-    if isinstance(language, bool):
-        raise TypeError("language must be a string, an int codec id or None")
-    if isinstance(language, int):
-        return language
-    auto = language is None or str(language).strip().lower() == "auto"
-    lang = None if auto else get_language(language)
-    if speaker_dialect and (auto or lang.code == "zh"):
-        lang = get_language(speaker_dialect)
-    if lang is None:
-        return None
-    if lang.codec_id is None:
-        raise ValueError(f"language {lang.code!r} has no codec id (register one to use it as an explicit language)")
-    return lang.codec_id
-
-
 class _Rows:
     """Accumulates segments of positions; ``finish`` concatenates them."""
 
@@ -170,9 +146,8 @@ def _codes(codes, name: str, groups: int | None) -> Tensor:
 def build_sequence(
     text_ids: Sequence[int],
     *,
-    language: str | int | None = "auto",
+    language: int | None = None,
     speaker: int | None = None,
-    speaker_dialect: str | bool | None = None,
     xvector: bool = False,
     instruct_ids: Sequence[int] | None = None,
     ref_text_ids: Sequence[int] | None = None,
@@ -186,8 +161,9 @@ def build_sequence(
     """Build one talker input sequence (see the module docstring for the layout and labels).
 
     text_ids: content ids of the text to speak (``target_ids(tok, text).content``), non-empty.
-    language: "auto"/None, a language code or name, or a codec id (``resolve_language_id``).
-    speaker: codec row of a CustomVoice speaker (``spk_id``); ``speaker_dialect`` its dialect.
+    language: the codec row of the language (``TalkerConfig.language_row``: names, codes and a dialect speaker's
+        dialect resolve there); None is "auto".
+    speaker: codec row of a CustomVoice speaker (``spk_id``).
     xvector: reserve the Base models' x-vector slot (the model writes the vector there).
     instruct_ids: the whole instruct template ids (``instruct_ids(tok, s).ids``), text-only positions.
     ref_text_ids, ref_codes (R, G): in-context cloning (both or neither).
@@ -215,8 +191,11 @@ def build_sequence(
     rows.add(len(role), text=role)
 
     # prefix: think block, speaker slot, codec_pad; text tts_pad ... tts_bos
-    lang_id = resolve_language_id(language, speaker_dialect)
-    think = [cid.nothink, cid.think_bos, cid.think_eos] if lang_id is None else [cid.think, cid.think_bos, lang_id, cid.think_eos]
+    if language is not None and (isinstance(language, bool) or not isinstance(language, int)):
+        raise TypeError(f"language must be a codec row (int) or None, got {language!r} "
+                        "(TalkerConfig.language_row resolves names)")
+    think = [cid.nothink, cid.think_bos, cid.think_eos] if language is None else \
+        [cid.think, cid.think_bos, int(language), cid.think_eos]
     rows.add(len(think), text=tid.tts_pad, codec=think)
     if xvector:
         rows.add(1, text=tid.tts_pad, xvector=True)

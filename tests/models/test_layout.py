@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from qtts.data.batching import collate_prefill, collate_training, pack_sequences, plan_packs
-from qtts.data.sequences import (
+from qtts.models.talker.layout import (
     IGNORE_INDEX,
     build_from_strings,
     build_sequence,
     embed_dual_track,
-    resolve_language_id,
     sequence_length,
 )
 from qtts.models.layers import attention_mask
+from qtts.models.talker.config import TalkerConfig, language_row, released_0_6b
 
 # released ids, spelled out so the tables read like the facts sheet
 IMS, AST, NL = 151644, 77091, 198
@@ -58,7 +58,7 @@ def check(seq, expected_rows, trailing=()):
 
 
 def test_non_streaming_auto_language():
-    seq = build_sequence([A, B], language="auto")
+    seq = build_sequence([A, B], language=None)
     check(seq, ROLE + AUTO + [
         (BOS, CPAD, None),
         (A, CPAD, None),
@@ -70,49 +70,53 @@ def test_non_streaming_auto_language():
 
 
 def test_explicit_language():
-    seq = build_sequence([A, B], language="english")
+    seq = build_sequence([A, B], language=EN)
     check(seq, ROLE + english() + [(BOS, CPAD, None), (A, CPAD, None), (B, CPAD, None), (EOS, CPAD, None), (PAD, CBOS, None)])
-    assert build_sequence([A, B], language="en").table() == seq.table()
-    assert build_sequence([A, B], language=EN).table() == seq.table()
+    talker = TalkerConfig()
+    assert talker.language_row("english") == talker.language_row("en") == talker.language_row("EN") == EN
+    assert talker.language_row("auto") is None and talker.language_row(None) is None
 
 
 def test_xvector_slot():
-    seq = build_sequence([A], language="auto", xvector=True)
+    seq = build_sequence([A], language=None, xvector=True)
     check(seq, ROLE + AUTO + [(PAD, X, None), (BOS, CPAD, None), (A, CPAD, None), (EOS, CPAD, None), (PAD, CBOS, None)])
     assert seq.xvector_mask.nonzero().flatten().tolist() == [6]
 
 
 def test_custom_voice_speaker():
-    seq = build_sequence([A], language="chinese", speaker=3066)
+    seq = build_sequence([A], language=ZH, speaker=3066)
     check(seq, ROLE + english(ZH) + [(PAD, 3066, None), (BOS, CPAD, None), (A, CPAD, None), (EOS, CPAD, None),
                                      (PAD, CBOS, None)])
 
 
 @pytest.mark.parametrize("language, lang_id", [("auto", SICHUAN), ("chinese", SICHUAN), ("english", EN)])
 def test_dialect_speaker(language, lang_id):
-    seq = build_sequence([A], language=language, speaker=2875, speaker_dialect="sichuan_dialect")
+    """A dialect speaker (eric: sichuan_dialect) turns chinese and auto into its dialect, as qwen-tts does."""
+    talker = released_0_6b("custom_voice").talker_config
+    assert talker.language_row(language, "Eric") == lang_id
+    assert talker.language_row(language, "serena") == (None if language == "auto" else talker.language_row(language))
+    seq = build_sequence([A], language=talker.language_row(language, "eric"), speaker=2875)
     check(seq, ROLE + english(lang_id) + [(PAD, 2875, None), (BOS, CPAD, None), (A, CPAD, None), (EOS, CPAD, None),
                                           (PAD, CBOS, None)])
-    assert resolve_language_id("auto") is None
-    assert resolve_language_id(None, "beijing_dialect") == 2074
+    assert talker.language_row(None, "dylan") == 2074
 
 
 def test_instruct_prefix():
     instruct = [IMS, 872, NL, 31, 32, 151645, NL]  # "<|im_start|>user\n" + 2 tokens + "<|im_end|>\n"
-    seq = build_sequence([A], language="auto", instruct_ids=instruct)
+    seq = build_sequence([A], language=None, instruct_ids=instruct)
     check(seq, [(i, None, None) for i in instruct] + ROLE + AUTO + [
         (BOS, CPAD, None), (A, CPAD, None), (EOS, CPAD, None), (PAD, CBOS, None),
     ])
 
 
 def test_streaming_prefill_and_trailing_text():
-    seq = build_sequence([A, B, 13], language="auto", streaming=True)
+    seq = build_sequence([A, B, 13], language=None, streaming=True)
     check(seq, ROLE + AUTO + [(BOS, CPAD, None), (A, CBOS, None)], trailing=[B, 13, EOS])
 
 
 def test_icl_non_streaming():
     ref = frames(100, 200)
-    seq = build_sequence([A, B], language="auto", xvector=True, ref_text_ids=[21], ref_codes=ref)
+    seq = build_sequence([A, B], language=None, xvector=True, ref_text_ids=[21], ref_codes=ref)
     check(seq, ROLE + AUTO + [
         (PAD, X, None),
         (BOS, CPAD, None),
@@ -130,7 +134,7 @@ def test_icl_non_streaming():
 
 def test_icl_streaming_text_longer_than_codes():
     ref = frames(100, 200)
-    seq = build_sequence([A, B, 13], language="auto", xvector=True, ref_text_ids=[21], ref_codes=ref, streaming=True)
+    seq = build_sequence([A, B, 13], language=None, xvector=True, ref_text_ids=[21], ref_codes=ref, streaming=True)
     check(seq, ROLE + AUTO + [
         (PAD, X, None),
         (BOS, CPAD, None),
@@ -142,7 +146,7 @@ def test_icl_streaming_text_longer_than_codes():
 
 def test_icl_streaming_text_shorter_than_codes():
     ref = frames(100, 200, 300, 400)
-    seq = build_sequence([A], language="auto", xvector=True, ref_text_ids=[21], ref_codes=ref, streaming=True)
+    seq = build_sequence([A], language=None, xvector=True, ref_text_ids=[21], ref_codes=ref, streaming=True)
     check(seq, ROLE + AUTO + [
         (PAD, X, None),
         (BOS, CPAD, None),
@@ -159,7 +163,7 @@ def test_training_example_equals_official_sft_table():
     """facts §3 table: non-streaming, language auto, x-vector slot at position 6; labels written
     here already shifted: the row that predicts a code carries it."""
     tgt = frames(100, 200, 300)
-    seq = build_sequence([A, B], language="auto", xvector=True, target_codes=tgt)
+    seq = build_sequence([A, B], language=None, xvector=True, target_codes=tgt)
     check(seq, [
         (IMS, None, None),  # 0-2 role, codec masked
         (AST, None, None),
@@ -192,14 +196,14 @@ def test_training_example_equals_official_sft_table():
     official[15] = CEOS
     assert seq.labels[:-1].tolist() == official[1:].tolist()
     # the training prefix is the inference prefill
-    prefill = build_sequence([A, B], language="auto", xvector=True)
+    prefill = build_sequence([A, B], language=None, xvector=True)
     for name in ("text_ids", "text_mask", "codec_ids", "codec_mask", "frame_mask", "xvector_mask"):
         assert torch.equal(getattr(seq, name)[: len(prefill)], getattr(prefill, name)), name
 
 
 def test_training_example_in_context():
     ref, tgt = frames(100), frames(200, 300)
-    seq = build_sequence([A], language="english", xvector=True, ref_text_ids=[21], ref_codes=ref, target_codes=tgt)
+    seq = build_sequence([A], language=EN, xvector=True, ref_text_ids=[21], ref_codes=ref, target_codes=tgt)
     check(seq, ROLE + english() + [
         (PAD, X, None),
         (BOS, CPAD, None),
@@ -217,7 +221,7 @@ def test_training_example_in_context():
 
 def test_training_example_streaming():
     tgt = frames(100, 200, 300, 400)
-    seq = build_sequence([A, B], language="auto", speaker=3000, target_codes=tgt, streaming=True)
+    seq = build_sequence([A, B], language=None, speaker=3000, target_codes=tgt, streaming=True)
     check(seq, ROLE + AUTO + [
         (PAD, 3000, None),
         (BOS, CPAD, None),
@@ -237,9 +241,9 @@ def test_build_from_strings_uses_the_templates():
     from qtts.text.tokenizer import load_text_tokenizer
 
     tok = load_text_tokenizer()
-    seq = build_from_strings(tok, "Hello there.", instruct="Speak slowly.", ref_text="Hi.", language="english",
+    seq = build_from_strings(tok, "Hello there.", instruct="Speak slowly.", ref_text="Hi.", language=EN,
                              xvector=True, ref_codes=frames(5))
-    expected = build_sequence(target_ids(tok, "Hello there.").content, language="english", xvector=True,
+    expected = build_sequence(target_ids(tok, "Hello there.").content, language=EN, xvector=True,
                               instruct_ids=list(instruct_ids(tok, "Speak slowly.").ids),
                               ref_text_ids=ref_text_ids(tok, "Hi.").content, ref_codes=frames(5))
     assert seq.table() == expected.table()
@@ -247,7 +251,7 @@ def test_build_from_strings_uses_the_templates():
 
 @pytest.mark.parametrize("kw", [
     dict(),
-    dict(language="en", xvector=True),
+    dict(language=EN, xvector=True),
     dict(speaker=3000, streaming=True),
     dict(instruct_ids=[1, 2, 3], target_codes=frames(1, 2, 3, 4, 5, 6)),
     dict(ref_text_ids=[5, 6], ref_codes=frames(1, 2, 3), xvector=True),
@@ -283,8 +287,12 @@ def test_input_errors():
         build_sequence([A], ref_text_ids=[1])
     with pytest.raises(ValueError, match="code groups"):
         build_sequence([A], ref_text_ids=[1], ref_codes=frames(1), target_codes=frames(1, groups=8))
-    with pytest.raises(KeyError):
-        build_sequence([A], language="klingon")
+    with pytest.raises(TypeError, match="codec row"):
+        build_sequence([A], language="english")
+    with pytest.raises(ValueError, match="language 'klingon' is not one of this model's"):
+        TalkerConfig().language_row("klingon")
+    with pytest.raises(ValueError, match="language 'ja' is not one of this model's"):
+        TalkerConfig(codec_language_id={"english": EN}).language_row("ja")
 
 
 # ------------------------------------------------------------------------------------------- #
@@ -472,8 +480,9 @@ def test_prefill_embeddings_match_qwen_tts(official, case):
     for it, ref in zip(items, refs):
         spk = it.get("speaker")
         seqs.append(build_sequence(
-            it["text"], language=it["language"], speaker=cfg.spk_id[spk] if spk else None,
-            speaker_dialect=(cfg.spk_is_dialect[spk] or None) if spk else None, xvector=bool(it.get("xvec")),
+            it["text"], language=language_row(cfg.codec_language_id, it["language"],
+                                              cfg.spk_is_dialect[spk] if spk else None),
+            speaker=cfg.spk_id[spk] if spk else None, xvector=bool(it.get("xvec")),
             instruct_ids=it.get("instruct"), ref_text_ids=it.get("ref_text"), ref_codes=ref,
             streaming=not spec["non_streaming"],
         ))
@@ -497,8 +506,8 @@ def test_training_embeddings_follow_the_prefill(official):
     """A training example's embeddings start with the prefill's, and frame rows sum all 16 groups."""
     talker = official.talker
     tgt = frames(100, 200)
-    seq = build_sequence([A, B], language="english", speaker=3066, target_codes=tgt)
-    pre = build_sequence([A, B], language="english", speaker=3066)
+    seq = build_sequence([A, B], language=EN, speaker=3066, target_codes=tgt)
+    pre = build_sequence([A, B], language=EN, speaker=3066)
     kw = dict(text_embed=lambda ids: talker.text_projection(talker.model.text_embedding(ids)),
               codec_embed=talker.model.codec_embedding, residual_embeds=list(talker.code_predictor.model.codec_embedding))
     with torch.no_grad():
