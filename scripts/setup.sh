@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh Debian machine: espeak-ng, ffmpeg (and gcc if missing), then .venv with the pinned stack.
+# Idempotent set-up for a fresh Debian machine: espeak-ng, ffmpeg, sox (gcc if missing), then .venv (pinned stack).
 # Quick when nothing changed: the pip step runs only when pyproject.toml differs from the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v sox >/dev/null 2>&1 || missing+=(sox)  # the sox Python package (via qwen-tts) warns on import without it
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)  # pesq (a dev dependency) ships only as source
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""

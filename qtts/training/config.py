@@ -40,11 +40,29 @@ def validate_config(cfg: DictConfig, runtime_keys: dict[str, Iterable[str]] | No
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(ROOT_KEYS)}")
     if cfg.get("resume") not in (None, "auto") and not str(cfg.resume).endswith(".ckpt"):
         raise ConfigError(f"resume: expected null, 'auto' or a path to a .ckpt file, got {cfg.resume!r}")
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = missing_keys(cfg)
     if missing:
         raise ConfigError(f"mandatory value(s) not set: {', '.join(missing)} (marked ??? in the config; "
                           f"set e.g. {missing[0]}=...)")
     _walk(cfg, "", runtime_keys)
+
+
+def missing_keys(cfg: DictConfig | ListConfig) -> list[str]:
+    """The full keys of the mandatory (``???``) values, sorted. Unlike ``OmegaConf.missing_keys`` it resolves no
+    interpolation, so a value that points at a missing one (``data.tokenizer: ${task.init_from}``) does not raise."""
+    found: list[str] = []
+
+    def gather(node: DictConfig | ListConfig) -> None:
+        for key in range(len(node)) if isinstance(node, ListConfig) else node.keys():
+            child = node._get_node(key)
+            if child._is_missing():
+                found.append(node._get_full_key(key))
+            elif isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation() \
+                    and not child._is_none():
+                gather(child)
+
+    gather(cfg)
+    return sorted(found)
 
 
 def _walk(node: Any, path: str, runtime_keys: dict[str, set[str]]) -> None:
@@ -88,7 +106,7 @@ def _check_target(node: DictConfig, path: str, runtime: set[str]) -> None:
         return
     params = signature.parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    hints = _hints(target)
+    hints = _hints(target, f"{where} ({node._target_})")
     for key in keys:
         if key not in params:
             if takes_kwargs:
@@ -113,12 +131,28 @@ def _check_target(node: DictConfig, path: str, runtime: set[str]) -> None:
             raise ConfigError(f"{where}.{name}: required by {node._target_} but not set")
 
 
-def _hints(target: Any) -> dict[str, Any]:
+def _hints(target: Any, label: str) -> dict[str, Any]:
+    """The target's parameter annotations, resolved. One that cannot be resolved is a ConfigError naming the target,
+    the parameter and the error, except a NameError in a module that imports names under ``if TYPE_CHECKING:``
+    (names for type checkers only, e.g. lightning's WandbLogger ``Run``): that parameter's values go unchecked."""
     fn = target.__init__ if inspect.isclass(target) else target
     try:
         return typing.get_type_hints(fn)
     except Exception:
-        return {}
+        pass  # find the parameter(s) at fault
+    globalns = getattr(inspect.unwrap(fn), "__globals__", {})
+    hints = {}
+    for param, annotation in getattr(fn, "__annotations__", {}).items():
+        if param == "return":
+            continue
+        try:
+            hints[param] = eval(annotation, globalns) if isinstance(annotation, str) else annotation  # noqa: S307
+        except Exception as err:
+            if isinstance(err, NameError) and "TYPE_CHECKING" in globalns:
+                continue
+            raise ConfigError(f"{label}: cannot resolve the annotation {annotation!r} of {param!r} "
+                              f"({type(err).__name__}: {err})") from err
+    return hints
 
 
 def _matches(value: Any, hint: Any) -> bool:

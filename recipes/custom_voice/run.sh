@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Usage: run.sh RECORDINGS_DIR LANGUAGE BASE_FOLDER WORK_DIR [Hydra overrides...]   (see README.md)
+# Usage: run.sh RECORDINGS_DIR LANGUAGE BASE_FOLDER WORK_DIR [Hydra overrides...]   (README.md)
 set -euo pipefail
+if [ $# -lt 4 ]; then sed -n 's/^# Usage: //p' "$0" >&2; exit 2; fi
 language=$2
 recordings=$(realpath "$1") base=$(realpath "$3") work=$(realpath -m "$4")
 shift 4

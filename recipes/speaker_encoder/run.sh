@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Usage: run.sh MANIFEST.jsonl WORK_DIR [Hydra overrides...]
+# Usage: run.sh MANIFEST.jsonl WORK_DIR [Hydra overrides...]   (README.md)
 set -euo pipefail
+if [ $# -lt 2 ]; then sed -n 's/^# Usage: //p' "$0" >&2; exit 2; fi
 manifest=$1 work=$2
 shift 2
 repo=$(cd "$(dirname "$0")/../.." && pwd)

@@ -13,6 +13,7 @@ from qtts.inference import Synthesizer
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker import tiny
 from tests.conftest import REPO, subprocess_env
+from tests.helpers.recipes import documented_args
 
 pytestmark = pytest.mark.slow
 CPU = ["trainer.accelerator=cpu", "trainer.max_steps=4", "data.num_workers=0", "data.max_tokens_per_batch=600",
@@ -42,15 +43,18 @@ def base(tmp_path_factory) -> Path:
                                 tiny_codec_config(), seed=5)
 
 
-def recipe(name: str, *args, env=None):
-    result = subprocess.run(["bash", str(REPO / "recipes" / name / "run.sh"), *map(str, args)],
-                            env=subprocess_env() | (env or {}), capture_output=True, text=True, timeout=1200)
+def recipe(name: str, values: dict[str, object]) -> str:
+    """Run the recipe's script with the command line its README documents, placeholders filled from ``values``."""
+    args = documented_args(name, values)
+    result = subprocess.run(["bash", str(REPO / "recipes" / name / "run.sh"), *args],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
 def test_custom_voice_recipe(recordings, base, tmp_path):
-    out = recipe("custom_voice", recordings, "de", base, tmp_path / "work", *CPU)
+    out = recipe("custom_voice", {"RECORDINGS_DIR": recordings, "LANGUAGE": "de", "BASE_FOLDER": base,
+                                  "WORK_DIR": tmp_path / "work", "[Hydra overrides...]": CPU})
     assert "custom voices in" in out
     synth = Synthesizer.from_pretrained(tmp_path / "work" / "export")
     assert synth.model_type == "custom_voice" and len(synth.speakers) == 3
@@ -60,8 +64,10 @@ def test_custom_voice_recipe(recordings, base, tmp_path):
 
 def test_new_language_recipe(recordings, base, tmp_path):
     (tmp_path / "tokens.txt").write_text("Grüezi\nChuchichäschtli\n", encoding="utf-8")
-    out = recipe("new_language", recordings, "gsw", "swissgerman", base, tmp_path / "work", *CPU,
-                 env={"TOKENS": str(tmp_path / "tokens.txt")})
+    out = recipe("new_language", {"RECORDINGS_DIR": recordings, "CODE": "gsw", "NAME": "swissgerman",
+                                  "BASE_FOLDER": base, "WORK_DIR": tmp_path / "work",
+                                  "[--tokens FILE]": ["--tokens", tmp_path / "tokens.txt"],
+                                  "[Hydra overrides...]": CPU})
     run = Path(out.split("language adapter: ")[1].split("/adapter")[0])
     synth = Synthesizer.from_pretrained(base)
     synth.load_adapter(run / "adapter")

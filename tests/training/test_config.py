@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
+from omegaconf import OmegaConf
 
-from qtts.training.config import ConfigError, validate_config
+from qtts.training.config import ConfigError, missing_keys, validate_config
 from tests.conftest import REPO
 from qtts.training.configs import CONFIG_DIR
 
@@ -83,3 +86,62 @@ def test_strategy_configs_build(trainer, tmp_path):
         assert type(strategy).__name__ == node._target_.rsplit(".", 1)[1]
         if "DeepSpeed" in node._target_:
             assert strategy.config["zero_optimization"]["stage"] == int(trainer[-1])
+
+
+# Placeholders for the mandatory (???) values an experiment leaves to the command line.
+MANDATORY = {"task.init_from": "some/model_folder", "data.codes": "some/codes",
+             "task.train_language_rows": ["newlang"]}
+EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_config_is_valid(experiment):
+    """Each file of configs/experiment/ (found by globbing, so a new one is covered) composes and passes the checks
+    ``train`` runs, with placeholders for its mandatory values and the runtime keys ``train`` allows."""
+    cfg = composed(f"experiment={experiment}")
+    missing = missing_keys(cfg)
+    unknown = [k for k in missing if k not in MANDATORY]
+    assert not unknown, f"{experiment}: add a placeholder for the mandatory value(s) {unknown} to MANDATORY"
+    cfg = composed(f"experiment={experiment}", *(f"{k}={json.dumps(MANDATORY[k])}" for k in missing))
+    assert not missing_keys(cfg)
+    data_cls = get_object(cfg.data._target_)
+    validate_config(cfg, {"task": {"model", *getattr(data_cls, "TASK_INPUTS", ())}})
+    assert cfg.experiment_name == experiment
+
+
+def test_mandatory_values_behind_interpolations_are_named():
+    """custom_voice's data.tokenizer is ${task.init_from}: the unset init_from is named, not an interpolation error."""
+    with pytest.raises(ConfigError, match="task.init_from"):
+        validate_config(composed("experiment=custom_voice"), {"task": {"model"}})
+
+
+HINTS = """
+from __future__ import annotations
+{imports}
+
+class Task:
+    def __init__(self, lr: {lr} = 1.0, steps: int = 1):
+        pass
+"""
+
+
+@pytest.mark.parametrize("imports, lr, error", [
+    ("", "Undefined", "NameError|Undefined"),                     # a typo or a missing import
+    ("", "int | 'auto'", "TypeError"),                            # a string in a union
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nowhere import Optim", "Optim", None),
+])
+def test_unresolvable_annotations_are_named(imports, lr, error, tmp_path, monkeypatch):
+    """A bad annotation fails the check naming the target and the parameter (it used to switch off every type check
+    of the target's keys); a name imported only for type checkers leaves that parameter unchecked, the rest checked."""
+    module = f"hints_{len(imports)}_{len(lr)}"
+    (tmp_path / f"{module}.py").write_text(HINTS.format(imports=imports, lr=lr))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = OmegaConf.create({"task": {"_target_": f"{module}.Task", "lr": "fast", "steps": 2}})
+    if error is not None:
+        with pytest.raises(ConfigError, match=rf"task \({module}.Task\).*'lr'.*({error})"):
+            validate_config(cfg)
+        return
+    validate_config(cfg)
+    cfg.task.steps = "many"
+    with pytest.raises(ConfigError, match="task.steps"):
+        validate_config(cfg)
