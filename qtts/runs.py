@@ -142,13 +142,15 @@ def checkpoint_step(path: str | os.PathLike) -> int:
 
 def _trainer_state(path: Path) -> dict[str, Any]:
     """Everything of a checkpoint but its tensors' bulk: the whole file (memory-mapped), or a sharded folder's
-    trainer-state file. Unreadable: a ValueError naming the file."""
+    trainer-state file. Read as plain data (``weights_only``: nothing in a checkpoint runs code, nor imports
+    Lightning); DeepSpeed's own files pickle its objects. Unreadable: a ValueError naming the file."""
+    plain = True
     if is_distributed_checkpoint(path):
         path = path / DISTRIBUTED_METADATA
     elif is_deepspeed_checkpoint(path):
-        path = _deepspeed_model_states(path)
+        path, plain = _deepspeed_model_states(path), False
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        state = torch.load(path, map_location="cpu", weights_only=plain, mmap=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file; name the file
         raise ValueError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict):

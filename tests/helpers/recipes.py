@@ -32,3 +32,11 @@ def documented_args(recipe: str, values: dict[str, object]) -> list[str]:
         value = values[word]
         args += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
     return args
+
+
+def readme_step(recipe: str, step: str) -> str:
+    """The command of a step row (``| 6. listen | `qtts synth …` | …``) of the recipe README's table."""
+    readme = (REPO / "recipes" / recipe / "README.md").read_text()
+    rows = re.findall(rf"^\| {re.escape(step)} \| `([^`]+)`", readme, re.M)
+    assert len(rows) == 1, f"recipes/{recipe}/README.md: expected one row '{step}', found {rows}"
+    return rows[0]

@@ -3,6 +3,7 @@ voices (``recipes/custom_voice/run.sh``) and a new language (``recipes/new_langu
 folder, each ending in a folder that speaks."""
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from qtts.inference import Synthesizer
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker import tiny
 from tests.conftest import REPO, subprocess_env
-from tests.helpers.recipes import documented_args
+from tests.helpers.recipes import documented_args, readme_step
 
 pytestmark = pytest.mark.slow
 CPU = ["trainer.accelerator=cpu", "trainer.max_steps=4", "data.num_workers=0", "data.max_tokens_per_batch=600",
@@ -60,6 +61,16 @@ def test_custom_voice_recipe(recordings, base, tmp_path):
     assert synth.model_type == "custom_voice" and len(synth.speakers) == 3
     wav = synth.custom_voice("Guten Morgen.", speaker=synth.speakers[0], language="german", max_new_tokens=4)
     assert 0 < wav.numel() <= 4 * 1920
+
+    # step 6 as the README writes it, on the run it documents (`qtts synth` refused a Base-type run's names before)
+    run = next((tmp_path / "work" / "runs" / "custom_voice").iterdir())
+    command = readme_step("custom_voice", "6. listen").replace("<run>", run.name).replace("alice", synth.speakers[0])
+    words = shlex.split(command)
+    assert words[0] == "qtts"
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "qtts"), *words[1:], "--max-new-tokens", "4"],
+                            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (tmp_path / "hello.wav").is_file()
 
 
 def test_new_language_recipe(recordings, base, tmp_path):
