@@ -51,13 +51,19 @@ class Request:
 
 class Synthesizer:
     """``cuda_graphs``: on CUDA, generate with static KV caches and CUDA graphs (``qtts.inference.static_decoding``;
-    the same codes, far fewer kernel launches); ``None`` turns them on when the model is on CUDA. Ignored off CUDA."""
+    the same codes, far fewer kernel launches); ``None`` turns them on when the model is on CUDA. Ignored off CUDA.
+
+    ``windowed_decode``: decode offline audio in qwen-tts's 300-frame windows (``SpeechTokenizer.decode``), for
+    sample parity with qwen-tts past 300 frames (reference included); by default offline audio equals the
+    streamed packets at any length."""
 
     def __init__(self, model: TTSModel, codec: SpeechTokenizer, tokenizer: TextTokenizer,
-                 sampling: SamplingConfig | None = None, cuda_graphs: bool | None = None):
+                 sampling: SamplingConfig | None = None, cuda_graphs: bool | None = None,
+                 windowed_decode: bool = False):
         self.model, self.codec, self.tokenizer = model.eval(), codec.eval(), tokenizer
         self.sampling = sampling or SamplingConfig()
         self.cuda_graphs = cuda_graphs
+        self.windowed_decode = windowed_decode
         self._static: StaticDecoding | None = None  # built on first use; dropped when weights or adapters change
         config = model.config
         self.text_ids = TextSpecialIds.from_config(config.to_dict())
@@ -68,7 +74,8 @@ class Synthesizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, codec: str | os.PathLike | None = None,
                         tokenizer: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, cuda_graphs: bool | None = None) -> "Synthesizer":
+                        dtype: torch.dtype = torch.float32, cuda_graphs: bool | None = None,
+                        windowed_decode: bool = False) -> "Synthesizer":
         """Load anything ``qtts.runs.open_trained`` opens: a released or exported model folder, a training run
         folder (its ``export/``, else its newest checkpoint), a talker checkpoint (full or LoRA; a file or a sharded
         folder) or a LoRA ``adapter/`` folder. The codec is ``codec``, the run's ``task.codec``, or the
@@ -79,7 +86,7 @@ class Synthesizer:
         sampling = SamplingConfig.from_folder(trained.folder) if trained.folder is not None else SamplingConfig()
         tokenizer = load_text_tokenizer(tokenizer) if tokenizer is not None else trained.text_tokenizer()
         return cls(trained.model.to(device), trained.speech_tokenizer(codec).to(device), tokenizer, sampling,
-                   cuda_graphs)
+                   cuda_graphs, windowed_decode)
 
     # -- LoRA adapters ---------------------------------------------------------------------------------------
     def load_adapter(self, folder: str | os.PathLike, name: str = "default") -> None:
@@ -329,7 +336,8 @@ class Synthesizer:
     def decode(self, codes: Sequence[torch.Tensor], prompts: Sequence[VoicePrompt | None] | None = None
                ) -> list[torch.Tensor]:
         """Codes → waveforms, as qwen-tts decodes them: in one batch; with an in-context prompt, its reference
-        codes are decoded in front and their ``frames × hop`` samples cut off again."""
+        codes are decoded in front and their ``frames × hop`` samples cut off again. Equal to ``stream``'s packets
+        unless ``windowed_decode`` (then equal to qwen-tts's windows, which count the reference's frames)."""
         prompts = list(prompts) if prompts is not None else [None] * len(codes)
         refs = [p.ref_codes if p is not None and p.in_context else None for p in prompts]
         full = [c if r is None else torch.cat([r.to(c.device), c]) for c, r in zip(codes, refs)]
@@ -337,7 +345,7 @@ class Synthesizer:
         keep = [i for i, c in enumerate(full) if len(c)]
         out = [torch.zeros(0)] * len(codes)
         if keep:
-            wavs = self.codec.decode([full[i].to(self.device) for i in keep])
+            wavs = self.codec.decode([full[i].to(self.device) for i in keep], windowed=self.windowed_decode)
             for i, wav in zip(keep, wavs):
                 start = 0 if refs[i] is None else len(refs[i]) * hop
                 out[i] = wav[start:].float().cpu()

@@ -460,7 +460,7 @@ class CausalConv1d(StreamingModule):
             # inputs remain that no complete frame covers: pad them into one more frame, as the end is padded
             x = F.pad(x, (0, frames * self.stride + self.extent - x.shape[-1]), mode=self.pad_mode)
             frames += 1
-        self.stream_state = x[..., frames * self.stride:]
+        self.stream_state = x[..., frames * self.stride:].clone()  # a view would keep all of x alive
         if frames == 0:  # not enough input yet for one output frame
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
         return self.conv(x[..., : (frames - 1) * self.stride + self.extent])
@@ -492,7 +492,7 @@ class CausalConvTranspose1d(StreamingModule):
         if self.stream_state is None:
             self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.context)
         x = torch.cat((self.stream_state, x), dim=-1)
-        self.stream_state = x[..., x.shape[-1] - self.context:]
+        self.stream_state = x[..., x.shape[-1] - self.context:].clone()  # not a view of the whole chunk
         skip = self.context * self.stride
         return self._transposed_conv(x)[..., skip: skip + length * self.stride]
 

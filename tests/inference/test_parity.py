@@ -24,13 +24,15 @@ def folder_for(tmp_path_factory, kind: str, eos_scale: float) -> str:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """(qwen-tts, qtts) per (model type, eos_scale); built on first use."""
+    """(qwen-tts, qtts) per (model type, eos_scale); built on first use. qtts decodes in qwen-tts's 300-frame
+    windows (``windowed_decode``), which equal qtts's default decode up to 300 frames only."""
     cache = {}
 
     def get(kind: str, eos_scale: float = 0.0):
         if (kind, eos_scale) not in cache:
             folder = folder_for(tmp_path_factory, kind, eos_scale)
-            cache[kind, eos_scale] = Qwen3TTSModel.from_pretrained(folder), Synthesizer.from_pretrained(folder)
+            cache[kind, eos_scale] = (Qwen3TTSModel.from_pretrained(folder),
+                                      Synthesizer.from_pretrained(folder, windowed_decode=True))
         return cache[kind, eos_scale]
 
     return get
@@ -129,3 +131,15 @@ def test_batch_rows_end_at_their_own_eos(models):
     ended = [len(w) // 1920 for w in got if len(w) < 60 * 1920]
     assert len(ended) >= 2 and len(set(ended)) >= 2  # rows ended by EOS, at different steps
     assert_same_audio(expected, got)
+
+
+def test_windowed_decode_matches_qwen_tts_past_300_frames(models):
+    """In-context cloning decodes the reference in front: 17 + 320 frames cross qwen-tts's 300-frame window, and
+    ``windowed_decode`` gives its samples there (the default, equal to streaming, differs: test_streaming)."""
+    theirs, ours = models("base")
+    prompt = ours.create_voice_prompt(references()[0], "The reference transcript.")
+    codes = torch.randint(0, 2048, (320, 16), generator=torch.Generator().manual_seed(0))
+    assert len(prompt.ref_codes) + len(codes) > 300
+    expected, _ = theirs.model.speech_tokenizer.decode([{"audio_codes": torch.cat([prompt.ref_codes, codes])}])
+    got = ours.decode([codes], [prompt])[0]
+    np.testing.assert_allclose(expected[0][len(prompt.ref_codes) * 1920:], got.numpy(), atol=1e-5, rtol=0)

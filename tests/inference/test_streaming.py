@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from qtts.inference import Request, Synthesizer, VoicePrompt
+from qtts.inference.generation import Frame
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker import tiny
 
@@ -71,6 +72,40 @@ def test_in_context_clone_streams_after_the_reference(synth):
     chunks = list(s.voice_clone("Then the new words.", prompt=prompt, max_new_tokens=10, stream=True, **GREEDY))
     assert len(offline) == 10 * HOP
     torch.testing.assert_close(torch.cat(chunks), offline, atol=1e-5, rtol=0)
+
+
+def fixed_frames(synth: Synthesizer, monkeypatch, lengths: list[int], seed: int = 0) -> None:
+    """Generation yields random codes, row i alive for ``lengths[i]`` frames: long utterances in no time."""
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, 2048, (len(lengths), max(lengths), 16), generator=gen)
+    alive = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
+    frames = [Frame(codes[:, t], alive[:, t]) for t in range(max(lengths))]
+    monkeypatch.setattr(synth, "_frames", lambda requests, sampling, check_every=1: iter(frames))
+
+
+@pytest.mark.parametrize("kind", ["custom_voice", "in_context"])
+def test_packets_equal_offline_audio_past_the_decode_window(synth, monkeypatch, kind):
+    """Past qwen-tts's 300-frame decode window offline audio still equals the packets; ``windowed_decode``
+    (qwen-tts's windows) differs there, and the 13 reference frames of in-context cloning count toward it."""
+    lengths = [420, 295]
+    fixed_frames(synth[kind if kind == "custom_voice" else "base"], monkeypatch, lengths)
+    if kind == "custom_voice":
+        s = synth["custom_voice"]
+        speak = lambda **kw: s.custom_voice(["First.", "Second."], "serena", **kw)
+    else:
+        s = synth["base"]
+        t = torch.arange(24_000) / 24_000
+        prompt = s.create_voice_prompt(0.3 * torch.sin(2 * torch.pi * 180 * t), "A reference sentence.")
+        speak = lambda **kw: s.voice_clone(["First.", "Second."], prompt=prompt, **kw)
+    offline = speak()
+    packets = list(speak(stream=True, packet_frames=16))
+    assert [len(w) for w in offline] == [n * HOP for n in lengths]
+    for row, wav in enumerate(offline):
+        torch.testing.assert_close(torch.cat([p[row] for p in packets]), wav, atol=1e-5, rtol=0)
+    monkeypatch.setattr(s, "windowed_decode", True)
+    windowed = speak()
+    diffs = [(a - b).abs().max().item() for a, b in zip(windowed, offline)]
+    assert diffs[0] > 1e-4 and (diffs[1] > 1e-4 if kind == "in_context" else diffs[1] < 1e-5)
 
 
 def test_batch_streams_end_per_row(synth):

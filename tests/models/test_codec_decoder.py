@@ -122,6 +122,10 @@ def test_streaming_equals_full_decode(pair, chunking):
                 parts = [model(chunk) for chunk in codes.split(sizes, dim=-1)]
                 cache = model.pre_transformer.stream_state[0]
                 assert cache.length == FRAMES and cache.keys.shape[2] == TINY["sliding_window"] - 1  # bounded
+                for m in model.modules():  # conv states are copies, not views that keep a whole chunk alive
+                    if isinstance(m, (CausalConv1d, CausalConvTranspose1d)):
+                        state = m.stream_state
+                        assert state.untyped_storage().nbytes() == state.numel() * state.element_size()
             assert [p.shape[-1] for p in parts] == [n * model.total_upsample for n in sizes]
             diff = (torch.cat(parts, dim=-1) - full).abs().max().item()
             print(f"streaming chunks {chunking} {full.dtype}: max abs diff {diff:.1e}")

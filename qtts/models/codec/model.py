@@ -153,12 +153,16 @@ class SpeechTokenizer(nn.Module):
         return [c[:, : self.encoder.num_frames(n)].T for c, n in zip(codes, lengths)]
 
     @torch.inference_mode()
-    def decode(self, codes: list[torch.Tensor], chunk_size: int = 300, left_context: int = 25) -> list[torch.Tensor]:
-        """Codes (T, 16) each → 1-D waveforms of T · 1920 samples.
+    def decode(self, codes: list[torch.Tensor], windowed: bool = False, chunk_size: int = 300,
+               left_context: int = 25) -> list[torch.Tensor]:
+        """Codes (T, 16) each → 1-D waveforms of T · 1920 samples, decoded as one batch ``chunk_size`` frames
+        at a time, so memory stays bounded on long inputs.
 
-        Decoded as one batch in windows of ``chunk_size`` frames, each re-reading ``left_context`` frames
-        before it, as qwen-tts does: it bounds memory on long inputs, and a window of attention or conv
-        reach beyond ``left_context`` makes the result differ slightly from one pass, so we copy it.
+        Each chunk continues the decoder's streaming state (conv context, attention KV cache), so the audio
+        equals one whole-sequence pass and the streaming decoder at any length. ``windowed=True`` decodes each
+        chunk afresh after re-reading ``left_context`` frames, as qwen-tts does: past ``chunk_size`` frames
+        that differs slightly from one pass (the decoder reaches further back), and is for sample parity with
+        qwen-tts only.
         """
         frames = [_check_codes(c, i, self.config) for i, c in enumerate(codes)]
         batch = torch.zeros(len(codes), max(frames), self.config.decoder_config.num_quantizers, dtype=torch.long,
@@ -166,15 +170,15 @@ class SpeechTokenizer(nn.Module):
         for i, c in enumerate(codes):
             batch[i, : frames[i]] = c
         batch, hop = batch.transpose(1, 2), self.config.decode_upsample_rate
-        pieces, start = [], 0
-        while start < batch.shape[-1]:
-            end = min(start + chunk_size, batch.shape[-1])
-            context = min(left_context, start)
-            pieces.append(self.decoder(batch[..., start - context: end])[..., context * hop:])
-            start = end
+        starts = range(0, batch.shape[-1], chunk_size)
+        if windowed:
+            contexts = [min(left_context, start) for start in starts]
+            pieces = [self.decoder(batch[..., start - context: start + chunk_size])[..., context * hop:]
+                      for start, context in zip(starts, contexts)]
+        else:
+            pieces = list(self.decoder.decode_stream(batch[..., start: start + chunk_size] for start in starts))
         audio = torch.cat(pieces, dim=-1)[:, 0]
         return [a[: n * hop] for a, n in zip(audio, frames)]
-
 
 def resolve_folder(folder: str | os.PathLike) -> Path:
     """The tokenizer folder itself, or the ``speech_tokenizer/`` inside a TTS model folder."""
