@@ -118,3 +118,22 @@ def test_validation_logs_media_to_every_logger(tiny_corpus, tmp_path):
     assert "val/input/audio" in events.Tags()["audio"] and "val/input/spectrogram" in events.Tags()["images"]
     wandb_media = list((run_dir / "wandb").glob("offline-run-*/files/media/**/*.*"))
     assert {p.suffix for p in wandb_media} >= {".wav", ".png"}, wandb_media
+
+
+def test_qtts_train_runs_in_process_as_the_script_does(tiny_corpus, tmp_path, reference_losses, capsys):
+    """``qtts train OVERRIDES`` composes the packaged configs and trains in this process: the same losses as
+    ``scripts/train.py OVERRIDES`` (the reference run); a wrong key is one line naming it."""
+    from qtts.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the script's subprocess (OMP_NUM_THREADS=1): the same summation order
+    try:
+        assert main(["train", *common_overrides(tiny_corpus, tmp_path, "in_process", STEPS)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    losses = step_losses(only_run(tmp_path, "in_process"))
+    assert sorted(losses) == sorted(reference_losses)
+    for step, loss in losses.items():
+        assert loss == pytest.approx(reference_losses[step], rel=1e-4, abs=1e-5), (step, losses, reference_losses)
+    assert main(["train", "experiment=speaker_encoder_demo", "task.learning_rate=1"]) == 2
+    assert "task.learning_rate" in capsys.readouterr().err
