@@ -113,8 +113,17 @@ class TalkerTask(L.LightningModule):
     def configure_model(self) -> None:
         """Under ``ModelParallelStrategy`` (``trainer=fsdp2``): ``fully_shard`` every transformer block of the
         talker and the code predictor, then the whole model (embeddings, heads, norms, speaker encoder). Other
-        strategies: nothing. Idempotent (Lightning may call it again)."""
+        strategies: nothing. Idempotent (Lightning may call it again). Runs before the first step, so what a
+        strategy cannot train is refused here: LoRA under FSDP2 and FSDP1, new rows of frozen tables under FSDP2."""
+        from lightning.pytorch.strategies import FSDPStrategy
+
         strategy = self._trainer.strategy if self._trainer is not None else None
+        if self._peft and isinstance(strategy, (ModelParallelStrategy, FSDPStrategy)):
+            # Training, the gathered export and the merge work under FSDP2; resuming does not: a LoRA checkpoint
+            # keeps only what trains, and Lightning loads FSDP's distributed checkpoints requiring every key.
+            raise ValueError("LoRA (task.lora) is not supported under trainer=fsdp2 or trainer=fsdp: a LoRA run's "
+                             "checkpoints hold only the adapters and trained rows, which an FSDP distributed "
+                             "checkpoint cannot resume from. The frozen base needs no sharding: use trainer=ddp")
         if not isinstance(strategy, ModelParallelStrategy):
             return
         from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
@@ -234,25 +243,32 @@ class TalkerTask(L.LightningModule):
                 "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
                                  "interval": "step"}}
 
-    def export(self, folder: str | Path) -> Path:
+    def export(self, folder: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         """The released folder format, loadable by qwen-tts: complete (tokenizer files, generation config,
         ``speech_tokenizer/``) when the run has a codec or an ``init_from`` folder with one, else ``config.json`` +
         ``model.safetensors``. LoRA runs write the merged model, and their adapter as a peft folder next to it
-        (``adapter/``, with the rows the run added: ``qtts.adapters.added_rows``)."""
+        (``adapter/``, with the rows the run added: ``qtts.adapters.added_rows``).
+
+        state: the task's full state dict (``qtts.training.strategies.gather_full_state``, what ``on_train_end``
+        gathers under every strategy): the export is written from a plain CPU copy of the model built from it.
+        Default: this task's own modules, which must then hold full weights (no sharding)."""
         from qtts.adapters.trained_rows import unhooked
         from qtts.models.codec.model import SUBFOLDER
         from qtts.models.export import export_release
 
-        with unhooked(self.trained_rows.values()):  # the trained rows folded into their tables
-            model = self.model
-            if self._peft:
+        if state is not None:
+            model, peft, trained_rows = self._plain_copy(state)
+        else:
+            model, peft, trained_rows = self.model, self._peft[0] if self._peft else None, self.trained_rows
+        with unhooked(trained_rows.values()):  # the trained rows folded into their tables
+            if peft is not None:
                 from qtts.adapters.added_rows import save_added_rows
                 from qtts.adapters.lora import merge_lora, save_adapter
 
-                adapter = save_adapter(self._peft[0], Path(folder).parent / "adapter", base=self.hparams.init_from)
-                added = {name: rows.rows.tolist() for name, rows in self.trained_rows.items()}  # LoRA: all of them
-                save_added_rows(self.model, adapter, added, tokenizer_folder=self.hparams.init_from)
-                model = merge_lora(copy.deepcopy(self._peft[0]))
+                adapter = save_adapter(peft, Path(folder).parent / "adapter", base=self.hparams.init_from)
+                added = {name: rows.rows.tolist() for name, rows in trained_rows.items()}  # LoRA: all of them
+                save_added_rows(model, adapter, added, tokenizer_folder=self.hparams.init_from)
+                model = merge_lora(copy.deepcopy(peft))
             source = self.hparams.init_from
             codec = self.hparams.codec
             if codec is None and source is not None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
@@ -262,6 +278,36 @@ class TalkerTask(L.LightningModule):
             else:
                 model.save_pretrained(folder)
         return Path(folder)
+
+    def _plain_copy(self, state: dict[str, torch.Tensor]) -> tuple[TTSModel, Any, nn.ModuleDict]:
+        """From the task's full state dict: a plain float32 CPU ``TTSModel`` (with the run's LoRA layers and their
+        peft handle, else None) and the run's trained rows hooked on its tables, as the task holds them in
+        training. Every key is checked (``check_weights``)."""
+        from qtts.adapters.trained_rows import TrainedRows
+        from qtts.models.checkpoint import check_weights
+
+        source = "the gathered training state"
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        peft = None
+        if self._peft:  # the run's LoRA layers on an empty model, then every weight (base and adapter) assigned
+            from qtts.adapters.lora import LoraSettings, add_lora
+
+            model = TTSModel.empty(self.config)
+            peft = add_lora(model, LoraSettings(**self.hparams.lora))
+            check_weights(model.state_dict(), weights, source)
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()},
+                                  strict=True, assign=True)
+            model.eval()
+        else:
+            model = TTSModel.from_state(self.config, weights, source)
+        trained_rows = nn.ModuleDict()
+        for name in self.trained_rows:
+            table = getattr(model.talker.model, name)
+            table = getattr(table, "base_layer", table)  # under LoRA on the embeddings
+            trained_rows[name] = TrainedRows(table, state[f"trained_rows.{name}.rows"].tolist())
+        trained_rows.load_state_dict({k.removeprefix("trained_rows."): v.float() if v.is_floating_point() else v
+                                      for k, v in state.items() if k.startswith("trained_rows.")}, strict=True)
+        return model, peft, trained_rows
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """LoRA runs keep only the trained tensors (adapters, speaker rows) and buffers: the frozen weights are
@@ -275,14 +321,10 @@ class TalkerTask(L.LightningModule):
     def on_train_end(self) -> None:
         if not self.trainer.default_root_dir:
             return
-        folder = Path(self.trainer.default_root_dir) / "export"
-        if hasattr(self.model, "sharded_losses"):  # FSDP2: gather the full weights (collective), rank 0 writes
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from qtts.training.strategies import gather_full_state
 
-            state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            if self.trainer.is_global_zero:
-                folder.mkdir(parents=True, exist_ok=True)
-                save_weights(folder, state)
-                write_json(folder / CONFIG_NAME, self.config.to_dict())
-        elif self.trainer.is_global_zero:
-            self.export(folder)
+        # Every rank enters the gather (a collective when the weights are sharded: FSDP1, FSDP2, DeepSpeed);
+        # rank 0 gets the full state and writes the export from it, whatever the strategy.
+        state = gather_full_state(self.trainer.strategy, self)
+        if self.trainer.is_global_zero:
+            self.export(Path(self.trainer.default_root_dir) / "export", state=state)

@@ -100,3 +100,78 @@ def _swap_in(new: Path, path: Path) -> None:
         shutil.rmtree(old)
     else:
         old.unlink()
+
+
+# -- the full weights at the end of a run (exports) -----------------------------------------------------------
+GatherMethod = Literal["deepspeed", "fsdp", "module"]
+
+
+def full_state_method(strategy: Any) -> GatherMethod:
+    """How ``gather_full_state`` collects the full weights under ``strategy`` (a Lightning strategy, or None):
+
+    - ``deepspeed`` (``DeepSpeedStrategy``, every ZeRO stage): each trained parameter from the optimizer's float32
+      master (``deepspeed.utils.safe_get_full_fp32_param``, gathered from its partitions), each frozen one from the
+      engine's copy (``deepspeed.zero.GatheredParameters`` under ZeRO-3). The module's own parameters are not the
+      trained values: under ``bf16-mixed``/``16-mixed`` the engine keeps 16-bit copies of the float32 masters (ZeRO-1/2
+      full on every rank, masters partitioned; ZeRO-3 both partitioned), and ZeRO-3's consolidated state dict
+      (``_zero3_consolidated_16bit_state_dict``) returns those 16-bit copies too.
+    - ``fsdp`` (Lightning's ``FSDPStrategy``, FSDP1): ``get_model_state_dict`` on the strategy's root
+      ``FullyShardedDataParallel`` wrapper (the task's own submodules hold only flat shards).
+    - ``module`` (anything else: FSDP2 / ``ModelParallelStrategy``, whose ``fully_shard`` modules live inside the
+      task; DDP; one device; no trainer): ``get_model_state_dict`` on the task itself.
+    """
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+    if isinstance(strategy, DeepSpeedStrategy):
+        return "deepspeed"
+    if isinstance(strategy, FSDPStrategy):
+        return "fsdp"
+    return "module"
+
+
+def gather_full_state(strategy: Any, module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The full (unsharded) state dict of ``module`` (the LightningModule; its own key names) as CPU tensors on
+    global rank 0, None on the other ranks. A collective under sharded strategies: every rank must call it, in the
+    same place (``on_train_end``). Parameters are float32 where training kept float32 masters (FSDP1/2 shards,
+    DeepSpeed's optimizer) and otherwise as held (a DeepSpeed engine's 16-bit copy of a frozen weight)."""
+    import torch.distributed as dist
+
+    rank0 = not dist.is_initialized() or dist.get_rank() == 0
+    method = full_state_method(strategy)
+    if method == "deepspeed":
+        state = _deepspeed_full_state(module, rank0)
+    else:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        root = strategy.model if method == "fsdp" else module
+        state = get_model_state_dict(root, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return state if rank0 else None
+
+
+def _deepspeed_full_state(module: torch.nn.Module, rank0: bool) -> dict[str, torch.Tensor]:
+    """One parameter at a time (the largest, the text table, is the peak memory), on every rank in the same order:
+    both gathers are collectives."""
+    import deepspeed
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    state: dict[str, torch.Tensor] = {}
+    seen: dict[int, str] = {}
+    for name, value in module.state_dict(keep_vars=True).items():
+        if not isinstance(value, torch.nn.Parameter):  # buffers: ZeRO never partitions them
+            if rank0:
+                state[name] = value.detach().to("cpu", copy=True)
+            continue
+        if id(value) in seen:  # a tied parameter: gathered once
+            if rank0:
+                state[name] = state[seen[id(value)]]
+            continue
+        seen[id(value)] = name
+        full = safe_get_full_fp32_param(value)  # trained: the optimizer's float32 master; frozen: None
+        if full is not None:
+            if rank0:
+                state[name] = full.detach().to("cpu", copy=True)
+            continue
+        with deepspeed.zero.GatheredParameters([value], modifier_rank=None):  # a no-op unless ZeRO-3 partitioned it
+            if rank0:
+                state[name] = value.detach().to("cpu", copy=True)
+    return state
