@@ -413,30 +413,14 @@ def _synth_inputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         return [("0000", args.text.strip(), out if out.suffix.lower() == ".wav" else out / "0000.wav")]
     if out.suffix.lower() == ".wav":
         parser.error("with --text-file, --out is a folder (not a .wav file)")
+    from qtts.inference.long_form import read_text_file
+
     try:
-        lines = Path(args.text_file).read_text(encoding="utf-8").splitlines()
+        return read_text_file(args.text_file, out)
     except (OSError, UnicodeDecodeError) as e:
         parser.error(f"cannot read --text-file: {e}")
-    rows = []
-    items = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
-    width = max(4, len(str(len(items) - 1)))
-    for index, (n, line) in enumerate(items):
-        ident, text = f"{index:0{width}d}", line.strip()
-        if "\t" in line:
-            ident, text = (part.strip() for part in line.split("\t", 1))
-            if not ident or "/" in ident or "\\" in ident or ident.startswith("."):
-                parser.error(f"{args.text_file}:{n}: bad id {ident!r} (no '/', no leading '.')")
-            if not text:
-                parser.error(f"{args.text_file}:{n}: id {ident!r} has no text")
-        rows.append((ident, text, out / f"{ident}.wav"))
-    if not rows:
-        parser.error(f"{args.text_file}: no text")
-    seen: dict[str, int] = {}
-    for ident, _, _ in rows:
-        if ident in seen:
-            parser.error(f"{args.text_file}: id {ident!r} is used twice")
-        seen[ident] = 1
-    return rows
+    except ValueError as e:
+        parser.error(str(e))
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -458,8 +442,6 @@ def _synth(args: argparse.Namespace) -> int:
     utterances = _synth_inputs(args, parser)
 
     import torch
-
-    from qtts.audio.io import audio_info
 
     def fail(e: Exception) -> int:
         message = re.sub(r"^item \d+: ", "", str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
@@ -524,14 +506,9 @@ def _synth(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - start
 
     if args.text_file is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = [json.dumps({"id": ident, "text": text, "audio": path.name,
-                            "duration": round(audio_info(path).duration, 4)}, ensure_ascii=False)
-                for ident, text, path in utterances if path.is_file()]
-        from qtts.models.checkpoint import atomic_write
+        from qtts.inference.long_form import write_manifest
 
-        atomic_write(out / "manifest.jsonl", lambda tmp: tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8"))
+        write_manifest(args.out, utterances)
     rtf = f"{wall / seconds:.3f}" if seconds else "n/a"
     print(f"wrote {written} files, {seconds:.2f} s of audio in {wall:.2f} s (real-time factor {rtf})"
           + (f" to {args.out}" if written or args.text_file else ""))
