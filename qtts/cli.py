@@ -4,28 +4,158 @@ calls one library function and reports."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import importlib
+import inspect
 import json
-import os
+import re
 import sys
+import types
+import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+# Options bound to keywords of the library function a command calls (type, choices and default from its
+# signature): keyword → help.
+BUILD = {"rows_per_shard": "rows per Arrow shard"}
+SYNTH = {"batch_size": "sentences per generation call", "max_chars": "longest sentence piece, in characters",
+         "pause": "seconds of silence between sentences", "progress": "a progress bar (on a terminal)"}
+SPEAKERS_ADD = {"start": "lowest codec row for new speakers", "max_clips": "clips per speaker for its mean x-vector"}
+EVAL_TALKER = {
+    "by": "group the losses by",
+    "layout": ("clone: x-vector from another clip of the speaker (default for Base models); speaker: the speaker's "
+               "named row (default for CustomVoice); plain: no speaker slot"),
+    "max_rows": "rows per group at most",
+}
+DEMO = {
+    "per_speaker": "utterances per synthetic speaker",
+    "train_steps": "speaker-encoder steps (0 skips it)",
+    "codec_steps": "codec optimizer steps (0 skips it and the rest)",
+    "talker_steps": "talker pretraining steps (0 skips it and the rest)",
+    "voice_steps": "LoRA custom-voice steps (0 skips it and the synthesis)",
+    "voice": "the corpus speaker who becomes the custom voice",
+    "max_new_tokens": "most frames (80 ms) per synthesized sentence",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose library-bound options are added when it first parses or prints its help, so that a
+    command imports only its own library module (``qtts data summary`` does not import the codec)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def bind(self) -> None:
+        while self.pending:
+            self.pending.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.bind()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.bind()
+        return super().format_help()
+
+
+def _library(target: str) -> Any:
+    """``"package.module:name"`` (or ``:Class.method``) → that object."""
+    module, _, name = target.partition(":")
+    return functools.reduce(getattr, name.split("."), importlib.import_module(module))
+
+
+def _add_option(parser: argparse.ArgumentParser, name: str, annotation: Any, default: Any, help: str | None,
+                flag: str | None = None) -> None:
+    """``--kebab-name`` (or ``flag``) storing into ``name``: the type from ``annotation`` (``X | None`` is X, a
+    ``Literal`` gives the choices), ``default``, and the help with the default shown unless it already speaks of it.
+    A bool is ``--name`` / ``--no-name``; a bool given its own ``flag`` turns the value away from its default."""
+    kind = annotation
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    choices = None
+    if typing.get_origin(kind) is typing.Literal:
+        choices = list(typing.get_args(kind))
+        kind = type(choices[0])
+    if kind is inspect.Parameter.empty or not isinstance(kind, type):
+        kind = str if default is None else type(default)
+    text = re.sub(r"%(?!\()", "%%", help or "")  # a literal %, not %(default)s
+    if "default" not in text:
+        text = f"{text} (default: %(default)s)".strip()
+    option = flag or "--" + name.replace("_", "-")
+    if kind is bool and flag:
+        action = parser.add_argument(flag, dest=name, action="store_const", const=not default, default=default)
+    elif kind is bool:
+        action = parser.add_argument(option, dest=name, action=argparse.BooleanOptionalAction, default=default)
+    else:
+        action = parser.add_argument(option, dest=name, type=kind, choices=choices, default=default)
+    action.help = text  # set here: BooleanOptionalAction appends the default itself on some Python versions
+
+
+def options_from_dataclass(parser: _Parser, target: str, flags: dict[str, tuple[str, str]] | None = None) -> None:
+    """One option per field of the dataclass ``target`` (``"module:Class"``), named, typed, defaulted and explained
+    (``metadata["help"]``) by the field; ``flags`` gives a field another spelling and help (``--allow-empty-text``
+    for ``require_text``). The options are added when the command is used; ``_config`` reads them back."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        cls = _library(target)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            flag, help = (flags or {}).get(f.name, (None, f.metadata.get("help")))
+            _add_option(parser, f.name, hints[f.name], f.default, help, flag)
+
+    parser.pending.append(add)
+
+
+def options_from_signature(parser: _Parser, target: str, helps: dict[str, str]) -> None:
+    """One option per keyword of the function ``target`` (``"module:function"``) named in ``helps``: type from its
+    annotation, default from its signature, so a default changed in the library changes the command."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        func = _library(target)
+        params = inspect.signature(func).parameters
+        for name, help in helps.items():
+            param = params[name]
+            annotation = param.annotation
+            if isinstance(annotation, str):  # postponed annotations
+                try:
+                    annotation = eval(annotation, func.__globals__)  # the library's own source
+                except Exception:  # noqa: BLE001 - a name imported only for type checking: type of the default
+                    annotation = inspect.Parameter.empty
+            _add_option(parser, name, annotation, param.default, help)
+
+    parser.pending.append(add)
+
+
+def _config(cls: type, args: argparse.Namespace) -> Any:
+    """The dataclass ``cls`` from the options ``options_from_dataclass`` added."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def _picked(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in names}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qtts", description=__doc__)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="qtts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     data = commands.add_parser("data", help="corpus jobs").add_subparsers(dest="data_command", required=True)
     v = data.add_parser("validate", help="sort a manifest into clean.jsonl and rejects.jsonl (resumable)")
     v.add_argument("manifest")
     v.add_argument("out_dir")
-    v.add_argument("--min-duration", type=float, default=0.3)
-    v.add_argument("--max-duration", type=float, default=30.0)
-    v.add_argument("--min-sample-rate", type=int, default=8000)
-    v.add_argument("--max-channels", type=int, default=2)
-    v.add_argument("--allow-empty-text", action="store_true", help="for codec corpora without transcripts")
-    v.add_argument("--workers", type=int, default=2)
     v.add_argument("--language", action="append", default=[], metavar="CODE:NAME",
                    help="register a new language the rows use (gsw:swissgerman); repeatable")
+    options_from_dataclass(v, "qtts.data.validate:ValidationConfig", flags={"require_text": (
+        "--allow-empty-text", ("rows may have an empty text (codec corpora without transcripts); require_text is "
+                               "%(default)s without it"))})
     v.set_defaults(func=_validate)
 
     b = data.add_parser("build", help="write a clean manifest as an Arrow corpus (text tokenized once)")
@@ -33,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("out_dir")
     b.add_argument("--tokenizer", default=None, help="model folder with the text tokenizer (default: built-in)")
     b.add_argument("--no-text-ids", action="store_true")
-    b.add_argument("--rows-per-shard", type=int, default=50_000)
+    options_from_signature(b, "qtts.data.corpus:build_corpus", BUILD)
     b.set_defaults(func=_build)
 
     x = data.add_parser("extract-codes", help="speech-codec codes of every manifest row as dataset shards "
@@ -41,16 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("manifest")
     x.add_argument("codec", help="tokenizer folder, or a model folder with speech_tokenizer/")
     x.add_argument("out_dir")
-    x.add_argument("--rows-per-shard", type=int, default=10_000)
-    x.add_argument("--max-seconds-per-batch", type=float, default=300.0, help="padded audio per encoder call")
-    x.add_argument("--min-duration", type=float, default=0.0)
-    x.add_argument("--max-duration", type=float, default=None)
-    x.add_argument("--num-workers", type=int, default=2, help="audio-decoding workers per process")
-    x.add_argument("--device", default=None, help="default: accelerate's device for this process")
-    x.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    x.add_argument("--alone", action="store_true",
-                   help="encode each clip by itself, unpadded (bit-identical to encoding it alone; slower)")
-    x.add_argument("--no-progress", action="store_true")
+    options_from_dataclass(x, "qtts.data.extract_codes:ExtractConfig")
     x.set_defaults(func=_extract_codes)
 
     s = data.add_parser("summary", help="utterances, minutes and speakers per language and speaker")
@@ -69,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     for p in (e, c):
         p.add_argument("--model", required=True, help="tokenizer folder, or a model folder with speech_tokenizer/")
         p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
 
     y = commands.add_parser(
         "synth", help="text or a text file → wav files (preset speaker, designed voice or cloned voice)",
@@ -101,11 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="write the voice prompt of --ref-audio, to clone the voice again with --prompt")
     voice.add_argument("--language", default="auto", help="language name or code, or auto (default)")
     y.add_argument("--codec", default=None, help="speech tokenizer folder (default: MODEL/speech_tokenizer)")
-    y.add_argument("--device", default="cpu")
-    y.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    y.add_argument("--batch-size", type=int, default=4, help="sentences per generation call")
-    y.add_argument("--max-chars", type=int, default=200, help="longest sentence piece, in characters")
-    y.add_argument("--pause", type=float, default=0.25, help="seconds of silence between sentences")
+    y.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="(default: %(default)s)")
+    options_from_signature(y, "qtts.inference.synthesizer:Synthesizer.from_pretrained", {"device": "torch device"})
+    options_from_signature(y, "qtts.inference.long_form:synthesize_to_files", SYNTH)
     sampling = y.add_argument_group("sampling (default: the model's generation_config.json)")
     sampling.add_argument("--seed", type=int, default=None, help="fixes the sampling (reproducible output)")
     sampling.add_argument("--greedy", action="store_true", help="argmax codes (no sampling; deterministic)")
@@ -114,7 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     sampling.add_argument("--top-p", type=float, default=None)
     sampling.add_argument("--repetition-penalty", type=float, default=None)
     sampling.add_argument("--max-new-tokens", type=int, default=None, help="most frames per sentence (80 ms each)")
-    y.add_argument("--no-progress", action="store_true")
     y.set_defaults(func=_synth, parser=y)
 
     sp = commands.add_parser("speakers", help="named speakers (custom voices)")
@@ -125,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     sa.add_argument("corpus", help="extract-codes folder or manifest .jsonl (speaker and audio of each row)")
     sa.add_argument("out")
     sa.add_argument("--codec", default=None, help="speech tokenizer folder (default: BASE/speech_tokenizer)")
-    sa.add_argument("--start", type=int, default=3000, help="lowest codec row for new speakers")
-    sa.add_argument("--max-clips", type=int, default=20, help="clips per speaker for its mean x-vector")
+    options_from_signature(sa, "qtts.adapters.speakers:add_speakers_from_corpus", SPEAKERS_ADD)
     sa.add_argument("--speakers", default=None, metavar="NAME[,NAME…]",
                     help="only these speakers of the corpus (default: all); fine-tune on their rows alone, e.g. "
                     "data.codes=[{path: CODES, speakers: [NAME]}]")
@@ -159,12 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                              "per language or speaker (a new language learned? cloning kept?)")
     ev.add_argument("model", help="model folder, run folder or talker checkpoint")
     ev.add_argument("codes", help="a `qtts data extract-codes` folder")
-    ev.add_argument("--by", choices=["language", "speaker"], default="language")
-    ev.add_argument("--layout", choices=["clone", "speaker", "plain"], default=None,
-                    help="clone: x-vector from another clip of the speaker (default for Base models); speaker: the "
-                    "speaker's named row (default for CustomVoice); plain: no speaker slot")
     ev.add_argument("--languages", default=None, help="only these languages (comma-separated codes or names)")
-    ev.add_argument("--max-rows", type=int, default=200, help="rows per group at most (default 200)")
+    options_from_signature(ev, "qtts.tasks.talker_eval:evaluate_talker_on_codes", EVAL_TALKER)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval_talker)
 
@@ -174,18 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(func=_train)
 
     d = commands.add_parser("demo", help="the main job on the built-in synthetic corpus")
-    d.add_argument("--out", default="demo_out")
-    d.add_argument("--per-speaker", type=int, default=6, help="utterances per synthetic speaker")
-    d.add_argument("--train-steps", type=int, default=60, help="speaker-encoder steps (0 skips it)")
-    d.add_argument("--codec-steps", type=int, default=60, help="codec optimizer steps (0 skips it and the rest)")
-    d.add_argument("--talker-steps", type=int, default=80, help="talker pretraining steps (0 skips it and the rest)")
-    d.add_argument("--voice-steps", type=int, default=40, help="LoRA custom-voice steps (0 skips it and the synthesis)")
-    d.add_argument("--voice", default="en_spk0", help="the corpus speaker who becomes the custom voice")
-    d.add_argument("--max-new-tokens", type=int, default=40, help="most frames (80 ms) per synthesized sentence")
+    d.add_argument("--out", default="demo_out", help="output folder (default: %(default)s)")
+    options_from_signature(d, "qtts.demo:run_demo", DEMO)
     d.set_defaults(func=_demo)
-
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    return parser
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -198,10 +303,7 @@ def _validate(args: argparse.Namespace) -> int:
         except (ValueError, KeyError) as e:
             print(f"error: --language {spec!r}: {e}", file=sys.stderr)
             return 2
-    cfg = ValidationConfig(min_duration=args.min_duration, max_duration=args.max_duration,
-                           min_sample_rate=args.min_sample_rate, max_channels=args.max_channels,
-                           require_text=not args.allow_empty_text, workers=args.workers)
-    report = validate_manifest(args.manifest, args.out_dir, cfg)
+    report = validate_manifest(args.manifest, args.out_dir, _config(ValidationConfig, args))
     print(report.summary())
     print(f"wrote {Path(args.out_dir) / 'clean.jsonl'} and {Path(args.out_dir) / 'rejects.jsonl'}")
     if report.clean == 0:
@@ -212,14 +314,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from qtts.data.corpus import build_corpus
-    from qtts.text.tokenizer import load_text_tokenizer
     from qtts.text.templates import target_ids
+    from qtts.text.tokenizer import load_text_tokenizer
 
     encode = None
     if not args.no_text_ids:
         tokenizer = load_text_tokenizer(args.tokenizer)
         encode = lambda text: target_ids(tokenizer, text).content  # noqa: E731
-    ds = build_corpus(args.manifest, args.out_dir, encode_text=encode, rows_per_shard=args.rows_per_shard)
+    ds = build_corpus(args.manifest, args.out_dir, encode_text=encode, **_picked(args, BUILD))
     print(f"wrote {len(ds)} rows to {args.out_dir}")
     return 0
 
@@ -227,11 +329,7 @@ def _build(args: argparse.Namespace) -> int:
 def _extract_codes(args: argparse.Namespace) -> int:
     from qtts.data.extract_codes import ExtractConfig, extract_codes
 
-    cfg = ExtractConfig(rows_per_shard=args.rows_per_shard, max_seconds_per_batch=args.max_seconds_per_batch,
-                        min_duration=args.min_duration, max_duration=args.max_duration,
-                        num_workers=args.num_workers, device=args.device, dtype=args.dtype, alone=args.alone,
-                        progress=not args.no_progress)
-    info = extract_codes(args.manifest, args.codec, args.out_dir, cfg)
+    info = extract_codes(args.manifest, args.codec, args.out_dir, _config(ExtractConfig, args))
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -315,36 +413,19 @@ def _synth_inputs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         return [("0000", args.text.strip(), out if out.suffix.lower() == ".wav" else out / "0000.wav")]
     if out.suffix.lower() == ".wav":
         parser.error("with --text-file, --out is a folder (not a .wav file)")
+    from qtts.inference.long_form import read_text_file
+
     try:
-        lines = Path(args.text_file).read_text(encoding="utf-8").splitlines()
+        return read_text_file(args.text_file, out)
     except (OSError, UnicodeDecodeError) as e:
         parser.error(f"cannot read --text-file: {e}")
-    rows = []
-    items = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
-    width = max(4, len(str(len(items) - 1)))
-    for index, (n, line) in enumerate(items):
-        ident, text = f"{index:0{width}d}", line.strip()
-        if "\t" in line:
-            ident, text = (part.strip() for part in line.split("\t", 1))
-            if not ident or "/" in ident or "\\" in ident or ident.startswith("."):
-                parser.error(f"{args.text_file}:{n}: bad id {ident!r} (no '/', no leading '.')")
-            if not text:
-                parser.error(f"{args.text_file}:{n}: id {ident!r} has no text")
-        rows.append((ident, text, out / f"{ident}.wav"))
-    if not rows:
-        parser.error(f"{args.text_file}: no text")
-    seen: dict[str, int] = {}
-    for ident, _, _ in rows:
-        if ident in seen:
-            parser.error(f"{args.text_file}: id {ident!r} is used twice")
-        seen[ident] = 1
-    return rows
+    except ValueError as e:
+        parser.error(str(e))
 
 
 def _synth(args: argparse.Namespace) -> int:
     """``qtts synth``: every utterance is split into sentences, all pending sentences are generated in batches of
     ``--batch-size`` with the same voice, and each utterance is written once its sentences are done (resumable)."""
-    import re
     import time
 
     parser = args.parser
@@ -361,8 +442,6 @@ def _synth(args: argparse.Namespace) -> int:
     utterances = _synth_inputs(args, parser)
 
     import torch
-
-    from qtts.audio.io import audio_info
 
     def fail(e: Exception) -> int:
         message = re.sub(r"^item \d+: ", "", str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
@@ -418,24 +497,18 @@ def _synth(args: argparse.Namespace) -> int:
                                           instruct=args.instruct, **sampling)
             return synth.voice_design(texts, instruct=args.instruct, language=args.language, **sampling)
 
-        show = not args.no_progress and sys.stderr.isatty()
+        options = _picked(args, SYNTH) | {"progress": args.progress and sys.stderr.isatty()}
         try:
             written, seconds = synthesize_to_files(generate, [(text, path) for _, text, path in pending],
-                                                   synth.sample_rate, args.batch_size, args.max_chars, args.pause,
-                                                   progress=show)
+                                                   synth.sample_rate, **options)
         except ValueError as e:
             return fail(e)
     wall = time.perf_counter() - start
 
     if args.text_file is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = [json.dumps({"id": ident, "text": text, "audio": path.name,
-                            "duration": round(audio_info(path).duration, 4)}, ensure_ascii=False)
-                for ident, text, path in utterances if path.is_file()]
-        from qtts.models.checkpoint import atomic_write
+        from qtts.inference.long_form import write_manifest
 
-        atomic_write(out / "manifest.jsonl", lambda tmp: tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8"))
+        write_manifest(args.out, utterances)
     rtf = f"{wall / seconds:.3f}" if seconds else "n/a"
     print(f"wrote {written} files, {seconds:.2f} s of audio in {wall:.2f} s (real-time factor {rtf})"
           + (f" to {args.out}" if written or args.text_file else ""))
@@ -448,7 +521,7 @@ def _speakers_add(args: argparse.Namespace) -> int:
     speakers = args.speakers.split(",") if args.speakers else None
     try:
         added = add_speakers_from_corpus(args.base, args.corpus, args.out, speakers=speakers, codec=args.codec,
-                                         start=args.start, max_clips=args.max_clips)
+                                         **_picked(args, SPEAKERS_ADD))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -478,17 +551,12 @@ def _languages_add(args: argparse.Namespace) -> int:
 
 
 def _eval_talker(args: argparse.Namespace) -> int:
-    from qtts.data.mixture import Source, mix_sources
-    from qtts.runs import open_trained
-    from qtts.tasks.talker_eval import evaluate_talker
+    from qtts.tasks.talker_eval import evaluate_talker_on_codes
 
+    languages = args.languages.split(",") if args.languages else None
     try:
-        trained = open_trained(args.model)
-        model, tokenizer = trained.model, trained.text_tokenizer()
-        languages = args.languages.split(",") if args.languages else None
-        rows = mix_sources([Source(args.codes, languages=languages)])
-        layout = args.layout or ("clone" if model.speaker_encoder is not None else "speaker")
-        report = evaluate_talker(model, rows, tokenizer, by=args.by, layout=layout, max_rows=args.max_rows)
+        report, layout = evaluate_talker_on_codes(args.model, args.codes, languages=languages,
+                                                  **_picked(args, EVAL_TALKER))
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -536,9 +604,7 @@ def _train(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from qtts.demo import run_demo
 
-    return run_demo(Path(args.out), per_speaker=args.per_speaker, train_steps=args.train_steps,
-                    codec_steps=args.codec_steps, talker_steps=args.talker_steps, voice_steps=args.voice_steps,
-                    voice=args.voice, max_new_tokens=args.max_new_tokens)
+    return run_demo(Path(args.out), **_picked(args, DEMO))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import datasets
 import numpy as np
@@ -48,15 +48,20 @@ SHARDS, REJECTS, INFO, JOB = "shards", "rejects.jsonl", "info.json", "job.json"
 
 @dataclass
 class ExtractConfig:
-    rows_per_shard: int = 10_000
-    max_seconds_per_batch: float = 300.0  # padded audio per encoder call: batch size × longest clip
-    min_duration: float = 0.0  # seconds; shorter decoded audio is rejected (empty audio always is)
-    max_duration: float | None = None
-    num_workers: int = 2  # audio-decoding DataLoader workers per process
-    device: str | None = None  # default: accelerate's device for this process
-    dtype: str = "float32"  # or "bfloat16"
-    alone: bool = False  # one clip per encoder call, unpadded: bit-identical to encode([wav])
-    progress: bool = True
+    """How codes are extracted; ``metadata["help"]`` is each field's ``qtts data extract-codes`` help."""
+    rows_per_shard: int = field(default=10_000, metadata={"help": "manifest rows per shard (the unit of resuming)"})
+    max_seconds_per_batch: float = field(default=300.0, metadata={
+        "help": "padded audio per encoder call: batch size × longest clip, seconds"})
+    min_duration: float = field(default=0.0, metadata={
+        "help": "shorter decoded audio is rejected, seconds; empty audio always is"})
+    max_duration: float | None = field(default=None, metadata={
+        "help": "longer decoded audio is rejected, seconds (default: no limit)"})
+    num_workers: int = field(default=2, metadata={"help": "audio-decoding DataLoader workers per process"})
+    device: str | None = field(default=None, metadata={"help": "default: accelerate's device for this process"})
+    dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata={"help": "the codec's dtype"})
+    alone: bool = field(default=False, metadata={
+        "help": "encode each clip by itself, unpadded (bit-identical to encoding it alone; slower)"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
 
 
 @dataclass

@@ -28,15 +28,17 @@ from qtts.text.languages import get_language, is_known_language
 
 @dataclass
 class ValidationConfig:
-    min_duration: float = 0.3
-    max_duration: float = 30.0
-    min_sample_rate: int = 8000
-    max_channels: int = 2
-    max_clipped_fraction: float = 0.01  # share of samples at full scale
-    silence_dbfs: float = -60.0  # RMS below this is silence
-    duration_tolerance: float = 0.1  # seconds, plus 5 %, between the manifest's duration and the audio's
-    require_text: bool = True
-    workers: int = 2
+    """What a usable row is; ``metadata["help"]`` is each field's ``qtts data validate`` help."""
+    min_duration: float = field(default=0.3, metadata={"help": "shortest clip, seconds"})
+    max_duration: float = field(default=30.0, metadata={"help": "longest clip, seconds"})
+    min_sample_rate: int = field(default=8000, metadata={"help": "lowest sample rate, Hz"})
+    max_channels: int = field(default=2, metadata={"help": "most audio channels"})
+    max_clipped_fraction: float = field(default=0.01, metadata={"help": "largest share of samples at full scale"})
+    silence_dbfs: float = field(default=-60.0, metadata={"help": "RMS below this (dBFS) is silence"})
+    duration_tolerance: float = field(default=0.1, metadata={
+        "help": "seconds, plus 5 %, the manifest's duration may differ from the audio's"})
+    require_text: bool = field(default=True, metadata={"help": "a row needs a non-empty text"})
+    workers: int = field(default=2, metadata={"help": "audio-checking worker processes"})
 
 
 @dataclass

@@ -8,7 +8,9 @@ groups 1..15), summed over every supervised position of each group, so groups of
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -18,10 +20,11 @@ from qtts.models.talker import TTSModel
 from qtts.tasks.talker_losses import dual_track_loss
 
 Layout = Literal["clone", "speaker", "plain"]
+Grouping = Literal["language", "speaker"]
 
 
 @torch.no_grad()
-def evaluate_talker(model: TTSModel, rows: Any, tokenizer: Any, *, by: str = "language", layout: Layout = "clone",
+def evaluate_talker(model: TTSModel, rows: Any, tokenizer: Any, *, by: Grouping = "language", layout: Layout = "clone",
                     max_rows: int | None = None, predictor_weight: float = 0.3, reference_seconds: float = 6.0
                     ) -> dict[str, dict[str, float]]:
     """``{group: {loss, talker_loss, predictor_loss, rows}}`` over ``rows`` (``open_codes``; the first
@@ -68,3 +71,20 @@ def evaluate_talker(model: TTSModel, rows: Any, tokenizer: Any, *, by: str = "la
         report[group] = {"loss": talker_loss + predictor_weight * predictor_loss, "talker_loss": talker_loss,
                          "predictor_loss": predictor_loss, "rows": n}
     return report
+
+
+def evaluate_talker_on_codes(model: str | os.PathLike, codes: str | os.PathLike, *, by: Grouping = "language",
+                             layout: Layout | None = None, languages: Sequence[str] | None = None,
+                             max_rows: int | None = 200) -> tuple[dict[str, dict[str, float]], Layout]:
+    """``evaluate_talker`` of what ``qtts.runs.open_trained`` opens at ``model`` (model folder, run folder or
+    checkpoint, with its text tokenizer) on a ``qtts data extract-codes`` folder: rows of ``languages`` only (codes
+    or names; default all), the first ``max_rows`` of each group. ``layout`` defaults to ``clone`` for a model with
+    a speaker encoder (Base), else ``speaker``. Returns the report and the layout used."""
+    from qtts.data.mixture import Source, mix_sources
+    from qtts.runs import open_trained
+
+    trained = open_trained(model)
+    rows = mix_sources([Source(str(codes), languages=None if languages is None else list(languages))])
+    layout = layout or ("clone" if trained.model.speaker_encoder is not None else "speaker")
+    report = evaluate_talker(trained.model, rows, trained.text_tokenizer(), by=by, layout=layout, max_rows=max_rows)
+    return report, layout

@@ -173,7 +173,9 @@ def test_named_speaker_of_a_base_folder(models, tmp_path, capsys):
     assert main(["synth", str(folder), "--speaker", "alice", "--text", "Hello there.", "--out", str(out),
                  *FAST]) == 0
     assert len(_read(out)[0]) == FRAMES * HOP
-    assert main(["synth", str(folder), "--speaker", "bob", "--text", "Hi.", "--out", str(out), *FAST]) == 2
+    other = tmp_path / "other.wav"  # not `out`: an existing output is skipped without loading the model
+    assert main(["synth", str(folder), "--speaker", "bob", "--text", "Hi.", "--out", str(other), *FAST]) == 2
     assert "speaker 'bob' is not one of this model's: ['alice']" in capsys.readouterr().err
-    assert main(["synth", str(folder), "--instruct", "A low voice.", "--text", "Hi.", "--out", str(out), *FAST]) == 2
+    assert main(["synth", str(folder), "--instruct", "A low voice.", "--text", "Hi.", "--out", str(other),
+                 *FAST]) == 2
     assert "needs a VoiceDesign model; this one is 'base'" in capsys.readouterr().err
