@@ -47,3 +47,12 @@ def test_demo_ends_with_a_custom_voice_in_ten_languages(tmp_path, monkeypatch):
     assert (new_talker / "export").is_dir() and (new_voice / "adapter").is_dir()
     assert (new_talker, new_voice) != (talker_run, voice_run)
     assert (wavs / "en.wav").stat().st_mtime_ns > stamp
+
+    # the adapter check is a check: an adapter that no longer matches the merged export fails the demo
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = new_voice / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v + torch.randn_like(v) if "lora_B" in k else v for k, v in tensors.items()}, weights)
+    assert run_demo(tmp_path, **(size | {"codec_steps": 6})) == 1

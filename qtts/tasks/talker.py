@@ -84,12 +84,14 @@ class TalkerTask(L.LightningModule):
             codec_rows += list(talker.speaker_codec_rows().values())
             if not codec_rows:
                 raise ValueError("train_speaker_rows: the model names no speakers (run `qtts speakers add` first)")
-        known = {k.lower(): int(v) for k, v in (talker.codec_language_id or {}).items()}
         for name in languages:
-            if name.lower() not in known:
-                raise ValueError(f"train_language_rows: the model has no language {name!r} (its languages: "
-                                 f"{sorted(known)}; add one with `qtts languages add`)")
-            codec_rows.append(known[name.lower()])
+            try:
+                row = None if str(name).strip().lower() == "auto" else talker.language_row(name)
+            except ValueError as e:
+                raise ValueError(f"train_language_rows: {e} (add one with `qtts languages add`)") from None
+            if row is None:
+                raise ValueError("train_language_rows: name languages (codes or names), not 'auto'")
+            codec_rows.append(row)
         text_rows: list[int] = []
         if added_tokens:
             from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer

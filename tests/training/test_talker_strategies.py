@@ -401,7 +401,7 @@ def test_ddp_talker_resumes_exactly(talker_codes, tmp_path):
     reference = losses(run_dir)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()  # DDP: one file, written atomically by rank 0
     exported = TTSModel.from_pretrained(run_dir / "export", dtype=None).state_dict()  # gathered like any other
-    trained, _ = TTSModel.from_training_checkpoint(run_dir / "checkpoints" / "last.ckpt", dtype=None)
+    trained = open_trained(run_dir / "checkpoints" / "last.ckpt", dtype=None).model
     assert exported.keys() == trained.state_dict().keys()
     assert all(torch.equal(exported[name], weight) for name, weight in trained.state_dict().items())
     resumed = interrupted_then_resumed(talker_codes, tmp_path / "resumed", "ddp", reference)
