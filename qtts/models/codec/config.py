@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from qtts.models.config_io import JsonConfig, is_int
+
 
 @dataclass
-class CodecDecoderConfig:
+class CodecDecoderConfig(JsonConfig):
     """Field names are the released keys, defaults the released values (not qwen-tts's class defaults,
     which say hidden 1024 / intermediate 3072 and lack ``codebook_dim`` and ``head_dim``).
 
-    Keys this class does not know are kept in ``extra`` so ``from_dict(d).to_dict() == d``.
-    ``semantic_codebook_size`` and ``vector_quantization_hidden_dimension`` are released but unused by
-    the decoder (qwen-tts ignores them too); each RVQ level has ``codebook_dim // 2`` dimensions.
+    Read and written by ``JsonConfig``: keys this class does not know are kept in ``extra`` so
+    ``from_dict(d).to_dict() == d``; every field is written (``COMPLETE_FILES``: qwen-tts's defaults for an
+    omitted key are not ours). ``semantic_codebook_size`` and ``vector_quantization_hidden_dimension`` are
+    released but unused by the decoder (qwen-tts ignores them too); each RVQ level has ``codebook_dim // 2``
+    dimensions.
     """
+
+    COMPLETE_FILES = True
 
     latent_dim: int = 1024
     codebook_dim: int = 512
@@ -53,11 +58,11 @@ class CodecDecoderConfig:
         )
         for name in positive:
             value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"decoder_config.{name} must be a positive integer, got {value!r}")
         for name in ("upsample_rates", "upsampling_ratios"):
             values = getattr(self, name)
-            if not isinstance(values, (list, tuple)) or not values or not all(_is_int(v) and v > 0 for v in values):
+            if not isinstance(values, (list, tuple)) or not values or not all(is_int(v) and v > 0 for v in values):
                 raise ValueError(f"decoder_config.{name} must be a non-empty list of positive integers, got {values!r}")
             setattr(self, name, list(values))
         for name in ("rms_norm_eps", "rope_theta", "layer_scale_initial_scale"):
@@ -100,35 +105,22 @@ class CodecDecoderConfig:
         """Output samples per code frame (1920 released: 24 kHz / 12.5 Hz)."""
         return math.prod(self.upsampling_ratios) * math.prod(self.upsample_rates)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CodecDecoderConfig":
-        """From a ``decoder_config`` dict of config.json; unknown keys go to ``extra``."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        extra = {k: v for k, v in values.items() if k not in known}
-        return cls(**{k: v for k, v in values.items() if k in known}, extra=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``decoder_config`` dict to write back, unknown keys included."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        values["upsample_rates"], values["upsampling_ratios"] = list(self.upsample_rates), list(self.upsampling_ratios)
-        return {**values, **self.extra}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 @dataclass
-class CodecEncoderConfig:
+class CodecEncoderConfig(JsonConfig):
     """``encoder_config`` of the released 12 Hz speech tokenizer: a transformers ``MimiConfig`` (field names
     are its keys, defaults the released values).
 
-    Keys this class does not know (``model_type``, ``architectures``, ``torch_dtype``, …) are kept in
-    ``extra`` so ``from_dict(d).to_dict() == d``. transformers writes the frame rate as ``_frame_rate``;
-    both spellings are read, ``_frame_rate`` is written. ``upsample_groups``, ``trim_right_ratio``,
-    ``use_cache``, ``use_streaming`` and ``initializer_range`` are Mimi's decoder / runtime settings, kept
-    only for the round trip.
+    Read and written by ``JsonConfig``: keys this class does not know (``model_type``, ``architectures``,
+    ``torch_dtype``, …) are kept in ``extra`` so ``from_dict(d).to_dict() == d``; every field is written
+    (``COMPLETE_FILES``: Mimi's defaults for an omitted key are not ours). transformers writes the frame rate
+    as ``_frame_rate`` (``FILE_KEYS``): both spellings are read, ``_frame_rate`` is written.
+    ``upsample_groups``, ``trim_right_ratio``, ``use_cache``, ``use_streaming`` and ``initializer_range`` are
+    Mimi's decoder / runtime settings, kept only for the round trip.
     """
+
+    COMPLETE_FILES = True
+    FILE_KEYS = {"frame_rate": "_frame_rate"}
 
     sampling_rate: int = 24_000
     frame_rate: float | None = 12.5
@@ -180,10 +172,10 @@ class CodecEncoderConfig:
         )
         for name in positive:
             value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"encoder_config.{name} must be a positive integer, got {value!r}")
         ratios = self.upsampling_ratios
-        if not isinstance(ratios, (list, tuple)) or not ratios or not all(_is_int(v) and v > 0 for v in ratios):
+        if not isinstance(ratios, (list, tuple)) or not ratios or not all(is_int(v) and v > 0 for v in ratios):
             raise ValueError(
                 f"encoder_config.upsampling_ratios must be a non-empty list of positive integers, got {ratios!r}"
             )
@@ -257,24 +249,3 @@ class CodecEncoderConfig:
     def quantizer_dim(self) -> int:
         """Dimension the RVQ levels work in; Mimi adds 1×1 projections to it only when it differs from hidden_size."""
         return self.vector_quantization_hidden_dimension
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CodecEncoderConfig":
-        """From an ``encoder_config`` dict of config.json; unknown keys go to ``extra``."""
-        values = dict(values)
-        if "_frame_rate" in values:
-            if "frame_rate" in values:
-                raise ValueError("encoder_config has both 'frame_rate' and '_frame_rate'")
-            values["frame_rate"] = values.pop("_frame_rate")
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        extra = {k: v for k, v in values.items() if k not in known}
-        return cls(**{k: v for k, v in values.items() if k in known}, extra=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``encoder_config`` dict to write back (``_frame_rate`` as transformers writes it), unknown keys
-        included."""
-        skip = ("extra", "frame_rate")
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
-        values["upsampling_ratios"] = list(self.upsampling_ratios)
-        values["_frame_rate"] = self.frame_rate
-        return {**values, **self.extra}

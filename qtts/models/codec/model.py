@@ -6,7 +6,6 @@ released (or qwen-tts-saved) folder with ``strict=True``, and writes folders tha
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, rea
 from qtts.models.codec.config import CodecDecoderConfig, CodecEncoderConfig
 from qtts.models.codec.decoder import CodecDecoder
 from qtts.models.codec.encoder import CodecEncoder
+from qtts.models.config_io import JsonConfig
 
 MODEL_TYPE = "qwen3_tts_tokenizer_12hz"
 FEATURE_EXTRACTOR_NAME = "preprocessor_config.json"
@@ -26,12 +26,16 @@ SUBFOLDER = "speech_tokenizer"  # where a TTS model folder keeps its tokenizer
 
 
 @dataclass
-class CodecConfig:
+class CodecConfig(JsonConfig):
     """Top level of ``speech_tokenizer/config.json`` (field names are the released keys).
 
-    Keys this class does not know (``architectures``, ``dtype``, ``transformers_version``, …) are kept in
-    ``extra`` so ``from_dict(d).to_dict() == d`` for a complete config.
+    Read and written by ``JsonConfig``: keys this class does not know (``architectures``, ``dtype``,
+    ``transformers_version``, …) are kept in ``extra`` so ``from_dict(d).to_dict() == d`` for a complete
+    config; every field is written (``COMPLETE_FILES``), the sub-configs by their classes (``NESTED``).
     """
+
+    COMPLETE_FILES = True
+    NESTED = {"encoder_config": CodecEncoderConfig, "decoder_config": CodecDecoderConfig}
 
     encoder_config: CodecEncoderConfig = field(default_factory=CodecEncoderConfig)
     decoder_config: CodecDecoderConfig = field(default_factory=CodecDecoderConfig)
@@ -73,20 +77,6 @@ class CodecConfig:
             raise ValueError(
                 f"input_sample_rate {self.input_sample_rate} must equal encoder_config.sampling_rate {enc.sampling_rate}"
             )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "CodecConfig":
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in values.items() if k in known}
-        kwargs["encoder_config"] = CodecEncoderConfig.from_dict(values.get("encoder_config", {}))
-        kwargs["decoder_config"] = CodecDecoderConfig.from_dict(values.get("decoder_config", {}))
-        return cls(**kwargs, extra={k: v for k, v in values.items() if k not in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        values["encoder_config"] = self.encoder_config.to_dict()
-        values["decoder_config"] = self.decoder_config.to_dict()
-        return {**values, **self.extra}
 
     def feature_extractor_dict(self) -> dict[str, Any]:
         """What ``AutoFeatureExtractor`` needs for qwen-tts's wrapper: transformers' Encodec extractor,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtts.models.config_io import DictConfig, is_int
+from qtts.models.config_io import JsonConfig, is_int
 from qtts.models.talker.speaker_encoder import SpeakerEncoderConfig
 
 MODEL_TYPE = "qwen3_tts"
@@ -77,7 +77,7 @@ def _check_common(config, prefix: str) -> None:
 
 
 @dataclass
-class CodePredictorConfig(DictConfig):
+class CodePredictorConfig(JsonConfig):
     """``talker_config.code_predictor_config``: the small transformer that predicts groups 1..G-1 of a frame
     (MTP module). Its input embeddings live in the talker width; ``hidden_size`` is its own width."""
 
@@ -123,7 +123,7 @@ class CodePredictorConfig(DictConfig):
 
 
 @dataclass
-class TalkerConfig(DictConfig):
+class TalkerConfig(JsonConfig):
     """``talker_config``: the dual-track backbone (Qwen3 decoder) over summed text + codec embeddings.
 
     ``vocab_size`` is the codec vocabulary of group 0 plus special ids (pad/bos/eos/think, languages,
@@ -247,7 +247,7 @@ def speaker_row(value: int | list[int]) -> int:
 
 
 @dataclass
-class TTSConfig(DictConfig):
+class TTSConfig(JsonConfig):
     """Top level of a model folder's ``config.json`` (``model_type`` ``qwen3_tts``).
 
     ``tts_model_type``: ``base`` (voice clone; has the speaker encoder), ``custom_voice`` (preset speakers

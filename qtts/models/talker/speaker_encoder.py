@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtts.audio.features import SpeakerMel, reflect_pad
-from qtts.models.config_io import DictConfig
+from qtts.models.config_io import JsonConfig, is_int
 
 
 @dataclass
-class SpeakerEncoderConfig(DictConfig):
+class SpeakerEncoderConfig(JsonConfig):
     """``speaker_encoder_config`` of the released config.json (defaults = released 0.6B values, which are
     also qwen-tts's class defaults; 1.7B sets ``enc_dim=2048``, the talker width). ``from_dict`` / ``to_dict``
     round-trip a file's dict exactly, unknown keys included."""
@@ -46,11 +46,11 @@ class SpeakerEncoderConfig(DictConfig):
         scalars = "mel_dim", "enc_dim", "enc_attention_channels", "enc_res2net_scale", "enc_se_channels", "sample_rate"
         for name in scalars:
             value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"speaker_encoder_config.{name} must be a positive integer, got {value!r}")
         for name in ("enc_channels", "enc_kernel_sizes", "enc_dilations"):
             values = getattr(self, name)
-            if not isinstance(values, (list, tuple)) or not all(_is_int(v) and v > 0 for v in values):
+            if not isinstance(values, (list, tuple)) or not all(is_int(v) and v > 0 for v in values):
                 raise ValueError(f"speaker_encoder_config.{name} must be a list of positive integers, got {values!r}")
             setattr(self, name, list(values))
         channels = self.enc_channels
@@ -78,10 +78,6 @@ class SpeakerEncoderConfig(DictConfig):
                 f"speaker_encoder_config.enc_channels {channels[0]} must be divisible by "
                 f"enc_res2net_scale {self.enc_res2net_scale}"
             )
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class TimeDelayBlock(nn.Module):
