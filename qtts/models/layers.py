@@ -432,11 +432,18 @@ class ConvState(StreamState):
     fresh: torch.Tensor | None = None  # replicate padding only
     awaiting_edge: bool = False  # some row of ``fresh`` is True (a host flag: no sync per chunk)
 
+    def why_not_restart_rows(self) -> str | None:
+        if self.filled == self.left_padding:
+            return None
+        return (f"it holds {self.filled - self.left_padding} inputs of an incomplete frame; rows can only restart "
+                "at a frame boundary (after a whole number of hops), or all together")
+
     def reset(self, rows: Rows) -> None:
-        if self.filled != self.left_padding:
-            raise ValueError(f"a strided conv holds {self.filled - self.left_padding} inputs of an incomplete frame: "
-                             "rows can only restart at a frame boundary (after a whole number of hops)")
         index = row_index(rows, self.pending.device)
+        if index is None:
+            self.filled = self.left_padding
+        elif self.why_not_restart_rows() is not None:
+            raise ValueError(self.why_not_restart_rows())
         index = slice(None) if index is None else index
         self.pending[index] = 0
         if self.fresh is not None:

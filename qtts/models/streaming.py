@@ -42,6 +42,10 @@ class StreamState:
         """Start new sequences in ``rows`` (indices or a bool mask, see ``row_index``; None: every row)."""
         raise NotImplementedError
 
+    def why_not_restart_rows(self) -> str | None:
+        """Why some rows cannot restart now while the others continue (None: they can)."""
+        return None
+
 
 class StreamingModule(nn.Module):
     """A causal module that can run chunk by chunk, its state kept by the active ``Stream`` (never on itself).
@@ -124,7 +128,13 @@ class Stream:
 
     def reset(self, rows: Rows = None) -> None:
         """Start new sequences in ``rows`` (indices or a bool mask; None: all), as if those rows began a fresh
-        stream: the others continue. A module that cannot restart some rows only raises ``ValueError``."""
+        stream while the others continue. Raises ``ValueError``, changing nothing, where a module cannot restart
+        some rows at this point of the stream."""
+        if rows is not None:
+            for module, state in self.states.items():
+                reason = state.why_not_restart_rows()
+                if reason is not None:
+                    raise ValueError(f"cannot restart rows now: {type(module).__name__}: {reason}")
         for state in self.states.values():
             state.reset(rows)
 

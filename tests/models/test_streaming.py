@@ -169,6 +169,10 @@ def test_encoder_rows_restart_at_a_hop_boundary(codec):
             encoder.encode(first[..., : HOP + 3])
         with pytest.raises(ValueError, match="frame boundary"):
             stream.reset([0])
+        stream.reset()  # all rows together: always
+        with stream.active(last=True):
+            again = encoder.encode(second)
+        assert torch.equal(again, encoder.encode(second))
 
 
 @pytest.mark.parametrize("kernel_size, stride, pad_mode", [(4, 2, "constant"), (4, 2, "replicate"), (5, 3, "constant")])
