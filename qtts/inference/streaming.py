@@ -2,8 +2,8 @@
 
 The 12 Hz decoder is causal (convs keep their left context, its transformer a KV cache of its window), so a
 packet of new frames is decoded once, against the state the earlier packets left, and the packets together are
-the whole decode. ``StreamDecoder`` holds that state outside the modules, so several streams (and offline
-decoding) can share one codec.
+the whole decode. That state lives in a ``qtts.models.streaming.Stream``, never on the decoder's modules, so
+several streams (from several threads) and offline decoding share one codec.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from qtts.models.codec.decoder import CodecDecoder
-from qtts.models.layers import StreamingModule
+from qtts.models.streaming import Rows
 
 
 class StreamDecoder:
@@ -23,19 +23,15 @@ class StreamDecoder:
 
     def __init__(self, decoder: CodecDecoder, prefix: torch.Tensor | None = None):
         self.decoder = decoder
-        self.modules = [m for m in decoder.modules() if isinstance(m, StreamingModule)]
-        self.states: list = [None] * len(self.modules)
+        self.stream = decoder.stream()
         if prefix is not None and prefix.shape[1] > 0:
             self(prefix)
 
     @torch.inference_mode()
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, n, G) → audio (B, n · hop), continuing the stream."""
-        for module, state in zip(self.modules, self.states):
-            module.streaming, module.stream_state = True, state
-        try:
-            return self.decoder(codes.transpose(1, 2))[:, 0]
-        finally:
-            self.states = [module.stream_state for module in self.modules]
-            for module in self.modules:
-                module.reset_stream(False)
+        return self.stream(codes.transpose(1, 2))[:, 0]
+
+    def reset(self, rows: Rows = None) -> None:
+        """Start new utterances in ``rows`` (indices or a bool mask; None: all) from the next packet on."""
+        self.stream.reset(rows)

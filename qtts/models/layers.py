@@ -3,20 +3,22 @@
 Submodule names are those of the released checkpoints (``self_attn.q_proj``, ``mlp.gate_proj``,
 ``...conv.weight``), so a model assembled from these blocks loads the official weights as they are.
 
-Causal modules (``CausalConv1d``, ``CausalConvTranspose1d``) are ``StreamingModule``s: inside
-``with streaming(model):`` their ``forward`` takes consecutive chunks and keeps the left context the
-next chunk needs, so chunked output equals the output on the whole sequence.
+Causal convs (``CausalConv1d``, ``CausalConvTranspose1d``) are ``StreamingModule``s (``qtts.models.streaming``):
+while a ``Stream`` over the model is active their ``forward`` takes consecutive chunks, the left context the next
+chunk needs kept in that stream's ``ConvState`` / ``ConvTransposeState``, so chunked output equals the output on
+the whole sequence. ``KVStreamState`` is the same for a causal transformer's KV caches.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from qtts.models.streaming import Rows, StreamingModule, StreamState, row_index
 
 
 class Linear(nn.Linear):
@@ -165,6 +167,51 @@ class StaticKVCache:
         self.keys[:, :, : other.capacity].copy_(other.keys)
         self.values[:, :, : other.capacity].copy_(other.values)
         self.length.copy_(other.length)
+
+
+@dataclass
+class KVStreamState(StreamState):
+    """A causal transformer's stream: one ``KVCache`` per layer, and where each row's current sequence began.
+
+    ``reset(rows)`` restarts rows without touching the others: ``starts[row]`` becomes the current position, the
+    row's later positions count from there (RoPE is applied at ``position − start``, as in a fresh stream) and its
+    queries no longer see the keys before it (``mask``). Until a row is restarted no mask is built, so an ordinary
+    stream runs the same kernels as before. The caches grow to the attention window (the whole past without one);
+    they are not fixed buffers yet.
+    """
+
+    caches: list[KVCache]
+    starts: torch.Tensor  # (B,) long: absolute position where each row's current sequence starts
+    restarted: bool = False  # some row has a start > 0
+
+    @classmethod
+    def create(cls, layers: int, batch_size: int, device: torch.device) -> KVStreamState:
+        return cls([KVCache() for _ in range(layers)], torch.zeros(batch_size, dtype=torch.long, device=device))
+
+    @property
+    def length(self) -> int:
+        """Positions seen by the stream (the absolute position of the next one)."""
+        return self.caches[0].length
+
+    def positions(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Rotary positions of the next ``length`` positions, (T,) or per row (B, T), and the key mask (B, 1, 1,
+        kept + T) for ``Attention`` (None: every cached key belongs to every row's sequence)."""
+        absolute = torch.arange(self.length, self.length + length, device=self.starts.device)
+        if not self.restarted:
+            return absolute, None
+        kept = 0 if self.caches[0].keys is None else self.caches[0].keys.shape[2]
+        keys = torch.arange(self.length - kept, self.length + length, device=self.starts.device)
+        return absolute[None] - self.starts[:, None], (keys[None] >= self.starts[:, None])[:, None, None]
+
+    def reset(self, rows: Rows) -> None:
+        index = row_index(rows, self.starts.device)
+        if index is None:
+            self.caches = [KVCache() for _ in self.caches]
+            self.starts.zero_()
+            self.restarted = False
+        elif index.numel():
+            self.starts[index] = self.length
+            self.restarted = self.restarted or self.length > 0
 
 
 def causal_mask(query_positions: torch.Tensor, key_positions: torch.Tensor, window: int | None) -> torch.Tensor:
@@ -371,45 +418,49 @@ class SnakeBeta(nn.Module):
         return x + (1.0 / (magnitude + 1e-9)) * torch.sin(x * frequency).pow(2)
 
 
-class StreamingModule(nn.Module):
-    """A causal module that can run chunk by chunk: while ``streaming`` it keeps in ``stream_state``
-    what the next chunk needs. Turned on and off for a whole model by ``streaming(model)``."""
+@dataclass
+class ConvState(StreamState):
+    """A ``CausalConv1d``'s stream: the inputs no output frame has consumed yet, the first ``filled`` samples of
+    ``pending`` (B, C, left_padding + stride − 1), a buffer allocated once. With stride 1 that is always the last
+    ``left_padding`` inputs (zeros at the start); a strided conv also keeps the up to ``stride − 1`` inputs of a
+    frame not complete yet. ``fresh`` (B,) marks rows whose left pad, for ``pad_mode="replicate"``, is still to be
+    filled with their first sample."""
 
-    def __init__(self):
-        super().__init__()
-        self.streaming = False
-        self.stream_state = None
+    pending: torch.Tensor
+    filled: int
+    left_padding: int
+    fresh: torch.Tensor | None = None  # replicate padding only
+    awaiting_edge: bool = False  # some row of ``fresh`` is True (a host flag: no sync per chunk)
 
-    def reset_stream(self, on: bool) -> None:
-        self.streaming, self.stream_state = on, None
+    def why_not_restart_rows(self) -> str | None:
+        if self.filled == self.left_padding:
+            return None
+        return (f"it holds {self.filled - self.left_padding} inputs of an incomplete frame; rows can only restart "
+                "at a frame boundary (after a whole number of hops), or all together")
+
+    def reset(self, rows: Rows) -> None:
+        index = row_index(rows, self.pending.device)
+        if index is None:
+            self.filled = self.left_padding
+        elif self.why_not_restart_rows() is not None:
+            raise ValueError(self.why_not_restart_rows())
+        index = slice(None) if index is None else index
+        self.pending[index] = 0
+        if self.fresh is not None:
+            self.fresh[index] = True
+            self.awaiting_edge = bool(self.fresh.any())
 
 
-@contextmanager
-def streaming(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` on consecutive chunks of one stream; state is fresh on entry and dropped on exit."""
-    modules = [m for m in model.modules() if isinstance(m, StreamingModule)]
-    for module in modules:
-        module.reset_stream(True)
-    try:
-        yield model
-    finally:
-        for module in modules:
-            module.reset_stream(False)
+@dataclass
+class ConvTransposeState(StreamState):
+    """A ``CausalConvTranspose1d``'s stream: its last ``context`` inputs (zeros at the start), whose overhang
+    completes the next chunk's first outputs; a buffer (B, C, context) allocated once."""
 
+    previous: torch.Tensor
 
-@contextmanager
-def last_chunk(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside ``streaming(model)``: the call made here passes the stream's last chunk (it may be empty), and
-    strided ``CausalConv1d``s pad their pending input as the whole-sequence forward pads its end, so the
-    stream's outputs together equal the whole-sequence output."""
-    convs = [m for m in model.modules() if isinstance(m, CausalConv1d)]
-    for conv in convs:
-        conv.last_chunk = True
-    try:
-        yield model
-    finally:
-        for conv in convs:
-            conv.last_chunk = False
+    def reset(self, rows: Rows) -> None:
+        index = row_index(rows, self.previous.device)
+        self.previous[slice(None) if index is None else index] = 0
 
 
 class CausalConv1d(StreamingModule):
@@ -417,9 +468,9 @@ class CausalConv1d(StreamingModule):
     complete the last frame (Mimi/EnCodec rule), so T inputs give ceil(T / stride) outputs.
 
     ``pad_mode="replicate"`` repeats the edge samples instead of padding zeros (Mimi's downsample conv).
-    Streaming keeps the not yet consumed inputs (initially the left pad) and emits only complete
-    frames; with stride 1 the chunks together equal the whole-sequence output, with a larger stride
-    once the last chunk is passed inside ``last_chunk(model)``.
+    Streaming keeps the not yet consumed inputs (initially the left pad) in a ``ConvState`` and emits only
+    complete frames; with stride 1 the chunks together equal the whole-sequence output, with a larger stride
+    once the last chunk is passed as such (``stream(x, last=True)``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -435,32 +486,41 @@ class CausalConv1d(StreamingModule):
         if stride > self.extent:
             raise ValueError(f"stride {stride} must not exceed the kernel extent {self.extent} (inputs would be skipped)")
         self.left_padding = self.extent - stride
-        self.last_chunk = False
 
     def right_padding(self, length: int) -> int:
         frames = math.ceil((length + self.left_padding - self.extent) / self.stride) + 1
         return (frames - 1) * self.stride + self.extent - self.left_padding - length
 
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> ConvState:
+        pending = torch.zeros(batch_size, self.conv.in_channels, self.left_padding + self.stride - 1, device=device,
+                              dtype=dtype)
+        if self.pad_mode == "constant":
+            return ConvState(pending, self.left_padding, self.left_padding)
+        fresh = torch.ones(batch_size, dtype=torch.bool, device=device)
+        return ConvState(pending, self.left_padding, self.left_padding, fresh, awaiting_edge=True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.streaming:
-            return self._forward_chunk(x)
+        state = self.stream_state(x)
+        if state is not None:
+            return self._forward_chunk(x, state)
         return self.conv(F.pad(x, (self.left_padding, self.right_padding(x.shape[-1])), mode=self.pad_mode))
 
-    def _forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stream_state is None:
-            if self.pad_mode == "replicate":
-                if x.shape[-1] == 0:  # the edge sample to repeat has not arrived yet
-                    return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
-                self.stream_state = x[..., :1].expand(-1, -1, self.left_padding)
-            else:
-                self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.left_padding)
-        x = torch.cat((self.stream_state, x), dim=-1)
+    def _forward_chunk(self, x: torch.Tensor, state: ConvState) -> torch.Tensor:
+        if state.awaiting_edge:
+            if x.shape[-1] == 0:  # the edge sample to repeat has not arrived yet
+                return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
+            pad = state.pending[..., : self.left_padding]
+            pad.copy_(torch.where(state.fresh[:, None, None], x[..., :1].expand_as(pad), pad))
+            state.fresh.zero_()
+            state.awaiting_edge = False
+        x = torch.cat((state.pending[..., : state.filled], x), dim=-1)
         frames = max((x.shape[-1] - self.extent) // self.stride + 1, 0)
         if self.last_chunk and x.shape[-1] - frames * self.stride > self.left_padding:
             # inputs remain that no complete frame covers: pad them into one more frame, as the end is padded
             x = F.pad(x, (0, frames * self.stride + self.extent - x.shape[-1]), mode=self.pad_mode)
             frames += 1
-        self.stream_state = x[..., frames * self.stride:].clone()  # a view would keep all of x alive
+        state.filled = x.shape[-1] - frames * self.stride
+        state.pending[..., : state.filled].copy_(x[..., frames * self.stride:])  # in place: the buffer stays put
         if frames == 0:  # not enough input yet for one output frame
             return x.new_zeros(x.shape[0], self.conv.out_channels, 0)
         return self.conv(x[..., : (frames - 1) * self.stride + self.extent])
@@ -471,7 +531,8 @@ class CausalConvTranspose1d(StreamingModule):
     exactly T·stride outputs and none depends on a later input.
 
     Streaming prepends the last ``ceil((k − stride) / stride)`` inputs of the previous chunk (zeros at the
-    start), whose overhang completes this chunk's first outputs, and drops the outputs they own.
+    start; kept in a ``ConvTransposeState``), whose overhang completes this chunk's first outputs, and drops the
+    outputs they own.
     """
 
     SMALL_INPUT = 16  # batch × frames up to which the CPU overlap-add path is used (see _transposed_conv)
@@ -485,14 +546,16 @@ class CausalConvTranspose1d(StreamingModule):
         self.trim = kernel_size - stride
         self.context = -(-self.trim // stride)
 
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> ConvTransposeState:
+        return ConvTransposeState(torch.zeros(batch_size, self.conv.in_channels, self.context, device=device,
+                                              dtype=dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = x.shape[-1]
-        if not self.streaming:
+        length, state = x.shape[-1], self.stream_state(x)
+        if state is None:
             return self._transposed_conv(x)[..., : length * self.stride]
-        if self.stream_state is None:
-            self.stream_state = x.new_zeros(x.shape[0], x.shape[1], self.context)
-        x = torch.cat((self.stream_state, x), dim=-1)
-        self.stream_state = x[..., x.shape[-1] - self.context:].clone()  # not a view of the whole chunk
+        x = torch.cat((state.previous, x), dim=-1)
+        state.previous.copy_(x[..., x.shape[-1] - self.context:])  # in place: the buffer stays put
         skip = self.context * self.stride
         return self._transposed_conv(x)[..., skip: skip + length * self.stride]
 

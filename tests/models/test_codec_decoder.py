@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qtts.models.codec import CodecDecoder, CodecDecoderConfig
-from qtts.models.layers import CausalConv1d, CausalConvTranspose1d, streaming
+from qtts.models.layers import CausalConv1d, CausalConvTranspose1d
+from qtts.models.streaming import Stream
 
 modeling = pytest.importorskip("qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2")
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2")
@@ -118,14 +119,15 @@ def test_streaming_equals_full_decode(pair, chunking):
     for model, tolerance in ((ours, 1e-4), (copy.deepcopy(ours).double(), 1e-10)):
         with torch.no_grad():
             full = model(codes)
-            with model.streaming():
+            with model.streaming() as stream:
                 parts = [model(chunk) for chunk in codes.split(sizes, dim=-1)]
-                cache = model.pre_transformer.stream_state[0]
-                assert cache.length == FRAMES and cache.keys.shape[2] == TINY["sliding_window"] - 1  # bounded
-                for m in model.modules():  # conv states are copies, not views that keep a whole chunk alive
-                    if isinstance(m, (CausalConv1d, CausalConvTranspose1d)):
-                        state = m.stream_state
-                        assert state.untyped_storage().nbytes() == state.numel() * state.element_size()
+            cache = stream.states[model.pre_transformer].caches[0]
+            assert cache.length == FRAMES and cache.keys.shape[2] == TINY["sliding_window"] - 1  # bounded
+            for m in model.modules():  # conv states are own buffers, not views that keep a whole chunk alive
+                if isinstance(m, (CausalConv1d, CausalConvTranspose1d)):
+                    state = stream.states[m]
+                    state = state.pending if isinstance(m, CausalConv1d) else state.previous
+                    assert state.untyped_storage().nbytes() == state.numel() * state.element_size()
             assert [p.shape[-1] for p in parts] == [n * model.total_upsample for n in sizes]
             diff = (torch.cat(parts, dim=-1) - full).abs().max().item()
             print(f"streaming chunks {chunking} {full.dtype}: max abs diff {diff:.1e}")
@@ -147,8 +149,8 @@ def test_causal_conv_matches_qwen_tts_and_streams(kernel_size, stride, dilation)
         for length in range(1, 25):
             assert torch.allclose(ours(x[..., :length]), ref(x[..., :length]), atol=1e-6)
         full = ours(x)
-        with streaming(ours):
-            streamed = torch.cat([ours(chunk) for chunk in x.split([1, 5, 2, 7, 9], dim=-1)], dim=-1)
+        stream = Stream(ours)
+        streamed = torch.cat([stream(chunk) for chunk in x.split([1, 5, 2, 7, 9], dim=-1)], dim=-1)
     assert streamed.shape[-1] == 24 // stride
     assert torch.allclose(streamed, full[..., : streamed.shape[-1]], atol=1e-6)
 
@@ -167,8 +169,8 @@ def test_transposed_conv_small_input_path_matches_aten(kernel_size, stride):
                     expected = ours.conv(xi)[..., : length * stride]
                     assert torch.allclose(ours(xi), expected, atol=1e-12), (batch, length)
             full = ours(x)
-            with streaming(ours):
-                streamed = torch.cat([ours(chunk) for chunk in x.split([1, 2, 9, 3, 5], dim=-1)], dim=-1)
+            stream = Stream(ours)
+            streamed = torch.cat([stream(chunk) for chunk in x.split([1, 2, 9, 3, 5], dim=-1)], dim=-1)
         assert torch.allclose(streamed, full, atol=1e-12)
 
 

@@ -4,37 +4,37 @@
         ─ 2× [transposed conv ×2, ConvNeXt] (50 Hz) ─ conv ─ 4× [SnakeBeta, transposed conv ×r,
         3 dilated residual units] ─ SnakeBeta ─ conv ─ clamp ±1 → wav (B,1,T·1920)
 
-Everything is causal, so ``streaming()`` / ``decode_stream`` produce, chunk by chunk, exactly the
-waveform of one whole-sequence call: convs keep their left context, the transformer a KV cache of the
-last ``sliding_window − 1`` frames. Parameter names equal the released ``decoder.*`` keys.
+Everything is causal, so ``stream()`` / ``streaming()`` / ``decode_stream`` produce, chunk by chunk, exactly
+the waveform of one whole-sequence call: convs keep their left context, the transformer a KV cache of the last
+``sliding_window − 1`` frames, all in a ``qtts.models.streaming.Stream`` (never on the shared modules).
+Parameter names equal the released ``decoder.*`` keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 from torch import nn
 
 from qtts.models.codec.config import CodecDecoderConfig
-from qtts.models import layers
 from qtts.models.codec.quantizer import SplitResidualVectorQuantizer
 from qtts.models.layers import (
     CausalConv1d,
     CausalConvTranspose1d,
-    KVCache,
+    KVStreamState,
     RMSNorm,
     RotaryEmbedding,
     SnakeBeta,
-    StreamingModule,
     TransformerBlock,
 )
+from qtts.models.streaming import Stream, StreamingModule
 
 
 class DecoderTransformer(StreamingModule):
     """``pre_transformer``: projects the latent down to ``hidden_size``, runs causal sliding-window blocks
-    with LayerScale, projects back. While streaming it keeps one KV cache per layer."""
+    with LayerScale, projects back. While streaming its ``KVStreamState`` keeps one KV cache per layer."""
 
     def __init__(self, config: CodecDecoderConfig):
         super().__init__()
@@ -52,18 +52,22 @@ class DecoderTransformer(StreamingModule):
         self.output_proj = nn.Linear(config.hidden_size, config.latent_dim)
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
 
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> KVStreamState:
+        return KVStreamState.create(len(self.layers), batch_size, device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, latent_dim) → (B, T, latent_dim)."""
-        caches = [None] * len(self.layers)
-        if self.streaming:
-            if self.stream_state is None:
-                self.stream_state = [KVCache() for _ in self.layers]
-            caches = self.stream_state
-        start = caches[0].length if self.streaming else 0
-        cos, sin = self.rotary_emb(torch.arange(start, start + x.shape[1], device=x.device))
+        state = self.stream_state(x)
+        caches, mask = [None] * len(self.layers), None
+        if state is None:
+            positions = torch.arange(x.shape[1], device=x.device)
+        else:
+            caches = state.caches
+            positions, mask = state.positions(x.shape[1])
+        cos, sin = self.rotary_emb(positions)
         x = self.input_proj(x)
         for layer, cache in zip(self.layers, caches):
-            x = layer(x, cos, sin, cache)
+            x = layer(x, cos, sin, cache, mask)
         return self.output_proj(self.norm(x))
 
 
@@ -161,15 +165,22 @@ class CodecDecoder(nn.Module):
             x = layer(x)
         return x.clamp(-1.0, 1.0)
 
+    def stream(self, batch_size: int | None = None) -> Stream:
+        """A new stream of codes through this decoder: ``stream(codes)`` decodes the next chunk (B, num_quantizers,
+        any frames ≥ 1) into its ``frames · total_upsample`` samples, equal to that part of the full decode;
+        ``stream.reset(rows)`` starts new utterances in some rows. The decoder itself keeps no state, so any number
+        of streams (threads) can share it."""
+        return Stream(self, batch_size)
+
     @contextmanager
-    def streaming(self) -> Iterator["CodecDecoder"]:
-        """Inside, each call decodes the next chunk of one stream of codes (any number of frames ≥ 1)
-        and returns its ``frames · total_upsample`` samples, equal to that part of the full decode."""
-        with layers.streaming(self):
-            yield self
+    def streaming(self) -> Iterator[Stream]:
+        """Inside, each call of this decoder (in this thread) decodes the next chunk of one new stream."""
+        stream = self.stream()
+        with stream.active():
+            yield stream
 
     def decode_stream(self, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Decode consecutive code chunks (B, num_quantizers, t_i), yielding audio (B, 1, t_i · total_upsample)."""
-        with self.streaming():
-            for codes in chunks:
-                yield self(codes)
+        stream = self.stream()
+        for codes in chunks:  # active per chunk only: the caller's code between chunks runs outside the stream
+            yield stream(codes)

@@ -16,16 +16,16 @@ frames are complete, and all its codes together equal one whole-waveform ``encod
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qtts.models import layers
 from qtts.models.codec.config import CodecEncoderConfig
-from qtts.models.layers import Attention, CausalConv1d, KVCache, LayerScale, RotaryEmbedding, StreamingModule
+from qtts.models.layers import Attention, CausalConv1d, KVCache, KVStreamState, LayerScale, RotaryEmbedding
+from qtts.models.streaming import Stream, StreamingModule
 
 
 class ResnetBlock(nn.Module):
@@ -101,33 +101,38 @@ class EncoderLayer(nn.Module):
         self.mlp_layer_scale = LayerScale(hidden, config.layer_scale_initial_scale)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(x), cos, sin, cache))
+        x = x + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(x), cos, sin, cache, mask))
         return x + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(x)))
 
 
 class EncoderTransformer(StreamingModule):
-    """Causal transformer over the 25 Hz frames (B, T, hidden), no final norm. While streaming it keeps
-    one KV cache per layer."""
+    """Causal transformer over the 25 Hz frames (B, T, hidden), no final norm. While streaming its
+    ``KVStreamState`` keeps one KV cache per layer."""
 
     def __init__(self, config: CodecEncoderConfig, sliding_window: int | None):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(config, sliding_window) for _ in range(config.num_hidden_layers))
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
 
+    def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> KVStreamState:
+        return KVStreamState.create(len(self.layers), batch_size, device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        caches = [None] * len(self.layers)
-        if self.streaming:
-            if x.shape[1] == 0:
-                return x
-            if self.stream_state is None:
-                self.stream_state = [KVCache() for _ in self.layers]
-            caches = self.stream_state
-        start = caches[0].length if self.streaming else 0
-        cos, sin = self.rotary_emb(torch.arange(start, start + x.shape[1], device=x.device))
+        state = self.stream_state(x)
+        caches, mask = [None] * len(self.layers), None
+        if state is None:
+            positions = torch.arange(x.shape[1], device=x.device)
+        elif x.shape[1] == 0:  # a chunk that completes no frame
+            return x
+        else:
+            caches = state.caches
+            positions, mask = state.positions(x.shape[1])
+        cos, sin = self.rotary_emb(positions)
         for layer, cache in zip(self.layers, caches):
-            x = layer(x, cos, sin, cache)
+            x = layer(x, cos, sin, cache, mask)
         return x
 
 
@@ -258,21 +263,31 @@ class CodecEncoder(nn.Module):
         """wav (B, audio_channels, S) → codes (B, num_quantizers, T) int64; the released model keeps 16 of 32."""
         return self.quantizer.encode(self.encode_latent(wav), num_quantizers)
 
+    def stream(self, batch_size: int | None = None) -> Stream:
+        """A new stream of waveform through this encoder. Run ``encode``/``encode_latent`` inside
+        ``stream.active()`` on consecutive chunks: each returns the frames it completes; the last chunk (possibly
+        empty) inside ``stream.active(last=True)`` completes the final frame. ``stream.reset(rows)`` starts new
+        waveforms in some rows, at a hop boundary. The encoder keeps no state: streams (threads) can share it."""
+        return Stream(self, batch_size)
+
     @contextmanager
-    def streaming(self) -> Iterator["CodecEncoder"]:
-        """Inside, each ``encode``/``encode_latent`` call takes the next chunk of one stream and returns the
-        frames it completes; pass the last chunk (possibly empty) inside ``layers.last_chunk(self)``."""
-        with layers.streaming(self):
-            yield self
+    def streaming(self) -> Iterator[Stream]:
+        """Inside, each ``encode``/``encode_latent`` call (in this thread) takes the next chunk of one new stream
+        and returns the frames it completes; pass the last chunk inside the yielded stream's ``active(last=True)``."""
+        stream = self.stream()
+        with stream.active():
+            yield stream
 
     def encode_stream(self, chunks: Iterable[torch.Tensor], num_quantizers: int = 16) -> Iterator[torch.Tensor]:
         """Encode consecutive waveform chunks (B, audio_channels, s_i) of any size, yielding codes
         (B, num_quantizers, t_i) as frames complete, then the frame the end completes (t_i may be 0)."""
-        with self.streaming():
-            end = None
-            for chunk in chunks:
-                end = chunk[..., :0]
-                yield self.encode(chunk, num_quantizers)
-            if end is not None:
-                with layers.last_chunk(self):
-                    yield self.encode(end, num_quantizers)
+        stream, end = self.stream(), None
+        for chunk in chunks:  # active per chunk only: the caller's code between chunks runs outside the stream
+            end = chunk[..., :0]
+            with stream.active():
+                codes = self.encode(chunk, num_quantizers)
+            yield codes
+        if end is not None:
+            with stream.active(last=True):
+                codes = self.encode(end, num_quantizers)
+            yield codes
