@@ -12,7 +12,8 @@ and the same batch. So this script, in one process,
 3. makes one batch of ``--batch`` utterances, each ``--text-tokens`` random text tokens and ``--frames``
    random 16-group frames (codes < 2048) plus a ``--ref-seconds`` reference clip for the x-vector, in the
    non-streaming SFT layout with an x-vector slot (facts §3) — qtts's ``build_sequence`` /
-   ``collate_talker`` (qtts's loader collate, speaker mels included) on one side, upstream's ``TTSDataset.collate_fn`` (reproduced here) on the other;
+   ``collate_talker`` (qtts's loader collate, speaker mels included) on one side, upstream's
+   ``TTSDataset.collate_fn`` (reproduced here) on the other;
 4. prints checks first: the x-vectors agree, each side's losses on that batch, and cross-checks showing
    that the losses differ only through upstream's label alignment;
 5. times full optimizer steps (forward, backward, grad-norm clip 1.0, AdamW step, zero_grad), after
@@ -61,16 +62,16 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from qtts.data.talker_dataset import collate_talker
-from qtts.models.talker.layout import IGNORE_INDEX, build_sequence
 from qtts.models.random_weights import randomize_tts
 from qtts.models.talker import TTSModel, released_0_6b, released_1_7b, tiny
+from qtts.models.talker.layout import IGNORE_INDEX, build_sequence
 
 SAMPLE_RATE = 24_000
 ROLE = [151644, 77091, 198]  # <|im_start|> assistant \n
@@ -305,7 +306,8 @@ def check_agreement(task, qwen, qb, tb, autocast) -> list[str]:
                  f"= {rel(xvec_ours, xvec_qwen):.2e}")
     # same positions: qwen-tts saw T-1 positions, qtts all T
     n = out.logits.shape[1]
-    lines.append(f"talker logits on the {n} shared positions: max rel. diff {rel(ours_out.logits[:, :n], out.logits):.2e}")
+    lines.append(f"talker logits on the {n} shared positions: "
+                 f"max rel. diff {rel(ours_out.logits[:, :n], out.logits):.2e}")
     lines.append(f"loss qtts     = {ours.total.item():.4f}  (talker CE {ours.talker.item():.4f} + 0.3 × predictor CE "
                  f"{ours.predictor.item():.4f}; {ours.talker_tokens} talker targets, {ours.predictor_frames} frames)")
     lines.append(f"loss qwen-tts = {loss.item():.4f}  (talker CE {out.loss.item():.4f} + 0.3 × sub-talker CE "
@@ -439,7 +441,8 @@ def main() -> None:
         t = statistics.median(side.times)
         peak = f"{max(side.peaks) / 2**30:.2f} GiB" if side.peaks else "n/a (CPU)"
         rows.append((side.name, f"{t * 1000:.1f} ms", f"{min(side.times) * 1000:.1f}–{max(side.times) * 1000:.1f} ms",
-                     f"{positions / t:,.0f}", f"{statistics.median(side.cpu_times):.2f}", peak, f"{state_bytes(side.module, side.optimizer) / 2**30:.2f} GiB"))
+                     f"{positions / t:,.0f}", f"{statistics.median(side.cpu_times):.2f}", peak,
+                     f"{state_bytes(side.module, side.optimizer) / 2**30:.2f} GiB"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))

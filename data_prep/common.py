@@ -14,9 +14,9 @@ import json
 import os
 import sys
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
@@ -83,7 +83,9 @@ def probe_duration(path: str) -> tuple[float | None, str | None]:
     return round(info.duration, 4), None
 
 
-def probe_durations(paths: Sequence[str], workers: int = 2, desc: str = "measuring audio") -> list[tuple[float | None, str | None]]:
+def probe_durations(
+    paths: Sequence[str], workers: int = 2, desc: str = "measuring audio"
+) -> list[tuple[float | None, str | None]]:
     """``probe_duration`` over many files (in ``workers`` processes), results in input order."""
     bar = dict(total=len(paths), desc=desc, unit="file", disable=not paths)
     if workers <= 1 or len(paths) < 2:

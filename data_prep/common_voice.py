@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from data_prep.common import ImportResult, Reject, clean_text, finish_import, importer_parser, report
 from qtts.data.manifest import Utterance
@@ -66,7 +66,8 @@ def import_common_voice(
     root = Path(root).absolute()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    folders = [root] if _is_locale_folder(root) else sorted(p for p in root.iterdir() if p.is_dir() and _is_locale_folder(p))
+    folders = ([root] if _is_locale_folder(root)
+               else sorted(p for p in root.iterdir() if p.is_dir() and _is_locale_folder(p)))
     if locales:
         folders = [f for f in folders if f.name in set(locales)]
     candidates, rejects = [], []

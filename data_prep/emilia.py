@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from data_prep.common import AUDIO_SUFFIXES, ImportResult, Reject, clean_text, finish_import, importer_parser, report
 from qtts.data.manifest import Utterance

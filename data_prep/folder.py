@@ -11,10 +11,18 @@ Audio without a transcript (or with an empty one) is reported in the rejects, no
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from data_prep.common import AUDIO_SUFFIXES, ImportResult, Reject, finish_import, importer_parser, read_text_file, report
+from data_prep.common import (
+    AUDIO_SUFFIXES,
+    ImportResult,
+    Reject,
+    finish_import,
+    importer_parser,
+    read_text_file,
+    report,
+)
 from qtts.data.manifest import Utterance
 from qtts.text.languages import language_from_spec
 
@@ -47,7 +55,8 @@ def import_folder(
     for audio in audio_files:
         transcript = find_transcript(audio)
         if transcript is None:
-            rejects.append(Reject(str(audio), f"no transcript: no {' or '.join(TRANSCRIPT_SUFFIXES)} next to the audio"))
+            rejects.append(Reject(str(audio),
+                                  f"no transcript: no {' or '.join(TRANSCRIPT_SUFFIXES)} next to the audio"))
             continue
         text = read_text_file(transcript)
         if not text:
@@ -61,7 +70,9 @@ def import_folder(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = importer_parser(__doc__, "folder of audio files with .txt/.lab transcripts")
-    parser.add_argument("--language", required=True, help="language code or name of every file (e.g. en, german), or CODE:NAME for a new one (gsw:swissgerman)")
+    parser.add_argument("--language", required=True,
+                        help="language code or name of every file (e.g. en, german), "
+                             "or CODE:NAME for a new one (gsw:swissgerman)")
     parser.add_argument("--speaker", default=None, help="one speaker id for all files (default: first subfolder)")
     args = parser.parse_args(argv)
     return report(import_folder(args.root, args.out, args.language, args.speaker, args.workers))

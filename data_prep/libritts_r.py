@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from data_prep.common import ImportResult, Reject, finish_import, importer_parser, read_text_file, report
 from qtts.data.manifest import Utterance
@@ -59,7 +59,8 @@ def import_libritts_r(
         parts = wav.relative_to(root).parts
         subset = parts[-4] if len(parts) >= 4 else root.name
         extra = {"subset": subset, "chapter": match["chapter"]}
-        candidates.append(Utterance(f"libritts_{wav.stem}", str(wav), text, "en", f"libritts_{match['speaker']}", extra=extra))
+        candidates.append(Utterance(f"libritts_{wav.stem}", str(wav), text, "en", f"libritts_{match['speaker']}",
+                                    extra=extra))
     return finish_import(candidates, rejects, out, workers)
 
 

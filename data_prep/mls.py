@@ -12,8 +12,8 @@ Ids are ``mls_<code>_<id>``, speakers ``mls_<code>_<spk>``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from data_prep.common import ImportResult, Reject, clean_text, finish_import, importer_parser, report
 from qtts.data.manifest import Utterance
@@ -66,7 +66,8 @@ def import_mls(
                     parts = utt_id.strip().split("_")
                     text = clean_text(text)
                     if len(parts) != 3 or not text:
-                        rejects.append(Reject(f"{transcripts}:{number}", "bad line: expected <spk>_<book>_<utt>\\t<text>"))
+                        rejects.append(Reject(f"{transcripts}:{number}",
+                                              "bad line: expected <spk>_<book>_<utt>\\t<text>"))
                         continue
                     speaker, book, _ = parts
                     audio = _find_audio(folder / split, utt_id.strip(), speaker, book)

@@ -22,20 +22,28 @@ import argparse
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data_prep.common import AUDIO_SUFFIXES, ImportResult, Reject, audio_ref, clean_text, report, rejects_path, write_rejects
+from data_prep.common import (
+    AUDIO_SUFFIXES,
+    ImportResult,
+    Reject,
+    audio_ref,
+    clean_text,
+    rejects_path,
+    report,
+    write_rejects,
+)
 from qtts.audio.io import AudioError, load_audio
 from qtts.data.manifest import Utterance, read_manifest, write_manifest
 from qtts.parallel import worker_pool
 from qtts.text.languages import get_language
-
 
 DIGITAL_SILENCE_DB = -90.0
 
@@ -57,7 +65,8 @@ class VadConfig:
 
     def __post_init__(self) -> None:
         if self.max_segment_s < 2 * self.min_speech_s:
-            raise ValueError(f"max_segment_s ({self.max_segment_s}) must be at least twice min_speech_s ({self.min_speech_s})")
+            raise ValueError(f"max_segment_s ({self.max_segment_s}) must be at least twice "
+                             f"min_speech_s ({self.min_speech_s})")
         if self.hop_s <= 0 or self.frame_s < self.hop_s:
             raise ValueError(f"need 0 < hop_s <= frame_s, got hop_s={self.hop_s}, frame_s={self.frame_s}")
 
@@ -78,7 +87,9 @@ def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
     return list(zip(edges[0::2], edges[1::2]))
 
 
-def find_speech_segments(wav: torch.Tensor, sr: int, config: VadConfig | None = None, **overrides) -> list[tuple[float, float]]:
+def find_speech_segments(
+    wav: torch.Tensor, sr: int, config: VadConfig | None = None, **overrides
+) -> list[tuple[float, float]]:
     """Speech regions of ``wav`` (``(samples,)`` or ``(channels, samples)``) as ``(start_s, end_s)`` pairs.
 
     Keyword arguments override fields of ``VadConfig`` (e.g. ``max_segment_s=15``).
@@ -188,7 +199,9 @@ def text_for_segment(cues: list[tuple[float, float, str]], start: float, end: fl
 
 # --- manifests --------------------------------------------------------------------------------
 
-def _segment_file(job: tuple[str, float | None, float | None, VadConfig]) -> tuple[list[tuple[float, float]], str | None]:
+def _segment_file(
+    job: tuple[str, float | None, float | None, VadConfig],
+) -> tuple[list[tuple[float, float]], str | None]:
     audio, start, end, cfg = job
     try:
         wav, sr = load_audio(audio, sample_rate=None, mono=True, start=start, end=end)
@@ -206,7 +219,8 @@ def _source_rows(source, language: str | None, speaker: str | None) -> list[Utte
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")))
+            files.extend(sorted(p for p in path.rglob("*")
+                                if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(".")))
         else:
             files.append(path)
     if language is None:
@@ -250,8 +264,9 @@ def segment_manifest(
         sidecar = subtitle_sidecar(row.audio)
         cues = read_cues(sidecar) if sidecar else []
         for k, (start, end) in enumerate(segments):
-            out_rows.append(Utterance(f"{row.id}_{k:04d}", audio_ref(row.audio, out_manifest), text_for_segment(cues, start, end),
-                                      row.language, row.speaker, round(end - start, 3), start=start, end=end,
+            out_rows.append(Utterance(f"{row.id}_{k:04d}", audio_ref(row.audio, out_manifest),
+                                      text_for_segment(cues, start, end), row.language, row.speaker,
+                                      round(end - start, 3), start=start, end=end,
                                       extra={**row.extra, "source_id": row.id}))
     write_manifest(out_manifest, out_rows)
     write_rejects(rejects_path(out_manifest), rejects)
@@ -264,11 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="manifest of segments to write (.jsonl)")
     parser.add_argument("--language", default=None, help="language of plain audio files (required for them)")
     parser.add_argument("--speaker", default=None, help="speaker of plain audio files (default: file name)")
-    parser.add_argument("--max-seconds", type=float, default=VadConfig.max_segment_s, help="longest segment (default 20)")
-    parser.add_argument("--min-silence", type=float, default=VadConfig.min_silence_s, help="shortest pause that cuts (s)")
+    parser.add_argument("--max-seconds", type=float, default=VadConfig.max_segment_s,
+                        help="longest segment (default 20)")
+    parser.add_argument("--min-silence", type=float, default=VadConfig.min_silence_s,
+                        help="shortest pause that cuts (s)")
     parser.add_argument("--min-speech", type=float, default=VadConfig.min_speech_s, help="shortest kept segment (s)")
     parser.add_argument("--pad", type=float, default=VadConfig.pad_s, help="context added on each side (s)")
-    parser.add_argument("--margin-db", type=float, default=VadConfig.margin_db, help="speech threshold above the noise floor")
+    parser.add_argument("--margin-db", type=float, default=VadConfig.margin_db,
+                        help="speech threshold above the noise floor")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     cfg = VadConfig(max_segment_s=args.max_seconds, min_silence_s=args.min_silence, min_speech_s=args.min_speech,

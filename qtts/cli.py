@@ -534,7 +534,8 @@ def _languages_add(args: argparse.Namespace) -> int:
 
     tokens = []
     if args.tokens_file:
-        tokens = [line.strip() for line in Path(args.tokens_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = Path(args.tokens_file).read_text(encoding="utf-8").splitlines()
+        tokens = [line.strip() for line in lines if line.strip()]
     try:
         row = add_language_to_folder(args.base, args.out, args.name, row=args.row, tokens=tokens)
     except (ValueError, FileNotFoundError) as e:
@@ -565,7 +566,8 @@ def _eval_talker(args: argparse.Namespace) -> int:
     else:
         print(f"{args.by:>16} | rows | loss   | talker | predictor   ({layout} layout)")
         for group, r in report.items():
-            print(f"{group:>16} | {r['rows']:4d} | {r['loss']:.4f} | {r['talker_loss']:.4f} | {r['predictor_loss']:.4f}")
+            print(f"{group:>16} | {r['rows']:4d} | {r['loss']:.4f} | {r['talker_loss']:.4f} | "
+                  f"{r['predictor_loss']:.4f}")
     return 0
 
 
@@ -581,7 +583,7 @@ def _export(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    speakers = sorted((model.config.talker_config.spk_id or {})) if args.model_type != "base" else []
+    speakers = sorted(model.config.talker_config.spk_id or {}) if args.model_type != "base" else []
     print(f"exported {out}" + (f" (speakers: {', '.join(speakers)})" if speakers else ""))
     return 0
 

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+
 def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 60,
              talker_steps: int = 80, voice_steps: int = 40, voice: str = "en_spk0", max_new_tokens: int = 40) -> int:
     """``train_steps`` (speaker encoder), ``codec_steps``, ``talker_steps`` (pretraining) and ``voice_steps`` (LoRA)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from qtts.training.configs import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parent.parent

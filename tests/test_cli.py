@@ -165,7 +165,7 @@ def test_a_command_imports_only_its_library_module():
     code = ("import sys; from qtts.cli import build_parser; build_parser().parse_args(['data', 'summary', 'C']); "
             "print(sorted(m for m in ('qtts.data.extract_codes', 'qtts.inference.long_form', 'qtts.tasks.talker_eval',"
             " 'qtts.data.validate') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    run = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
+                         timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"

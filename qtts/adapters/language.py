@@ -10,8 +10,8 @@ reads them as it read the pieces before training; the table grows when the paddi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from tokenizers import AddedToken, Tokenizer

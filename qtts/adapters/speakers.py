@@ -9,8 +9,8 @@ a free row (never a preset speaker's, a language's or a special id's), start it 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 

@@ -10,8 +10,8 @@ copy is taken to merge LoRA into (a copy that keeps it would put the bare rows b
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F

@@ -7,7 +7,8 @@ over with each index, so batches are identical whatever the worker count and aft
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset

@@ -7,8 +7,8 @@ every utterance as if it were alone, and the loss is the same as with one uttera
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from qtts.models.talker.layout import IGNORE_INDEX, DualTrackSequence
 from qtts.text.special_ids import RELEASED_TEXT_IDS, TextSpecialIds
+
 
 @dataclass
 class DualTrackBatch:
@@ -43,7 +44,7 @@ class DualTrackBatch:
     trailing_text_ids: Tensor
     trailing_lengths: Tensor
 
-    def to(self, device) -> "DualTrackBatch":
+    def to(self, device) -> DualTrackBatch:
         return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     def __len__(self) -> int:

@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import datasets
 
@@ -74,7 +75,8 @@ def open_corpus(path: str | os.PathLike, streaming: bool = False) -> datasets.Da
         ds = datasets.Dataset.from_list(rows, features=FEATURES)
     else:
         if not (path / "dataset_info.json").exists():
-            raise FileNotFoundError(f"{path}: not a corpus folder (no dataset_info.json); build it with `qtts data build`")
+            raise FileNotFoundError(f"{path}: not a corpus folder (no dataset_info.json); "
+                                    "build it with `qtts data build`")
         ds = datasets.load_from_disk(str(path))
     if streaming:
         return ds.to_iterable_dataset(num_shards=max(1, len(ds.cache_files)))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 REQUIRED = ("id", "audio", "text", "language", "speaker")
 OPTIONAL_TEXT = ("ref_audio", "ref_text", "instruct")

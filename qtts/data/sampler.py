@@ -9,7 +9,7 @@ epoch length because the training loop counts the skipped batches as already don
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch.distributed as dist
 from torch.utils.data import Sampler
@@ -62,7 +62,7 @@ class DurationBatchSampler(Sampler[list]):
         self.epoch = epoch
 
     @property
-    def sampler(self) -> "DurationBatchSampler":
+    def sampler(self) -> DurationBatchSampler:
         """Lightning calls ``set_epoch`` on ``loader.batch_sampler.sampler``; this routes that call here."""
         return self
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -19,8 +20,8 @@ from torch.utils.data import Dataset
 from qtts.audio.features import SpeakerMel
 from qtts.audio.io import SAMPLE_RATE, load_audio
 from qtts.data.batching import collate_training, pack_sequences, plan_packs
-from qtts.models.talker.layout import DualTrackSequence, build_sequence, sequence_length
 from qtts.models.talker.config import language_row, speaker_row
+from qtts.models.talker.layout import DualTrackSequence, build_sequence, sequence_length
 from qtts.text.languages import codec_language_ids
 from qtts.text.templates import target_ids
 

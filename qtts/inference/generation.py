@@ -12,7 +12,8 @@ static caches and CUDA graphs (``qtts.inference.static_decoding``), which choose
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 

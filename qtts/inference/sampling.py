@@ -57,7 +57,7 @@ class SamplingConfig:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike) -> "SamplingConfig":
+    def from_folder(cls, folder: str | os.PathLike) -> SamplingConfig:
         """The folder's ``generation_config.json`` over the defaults (keys we do not use are ignored, as the
         ``transformers`` bookkeeping keys; a known key with a bad value names the file)."""
         path = Path(folder) / GENERATION_CONFIG
@@ -70,7 +70,7 @@ class SamplingConfig:
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: {e}") from e
 
-    def replace(self, **overrides) -> "SamplingConfig":
+    def replace(self, **overrides) -> SamplingConfig:
         """A copy with some fields changed; ``None`` values keep the current one; unknown names are an error."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)

@@ -19,7 +19,8 @@ this path chooses the same codes as the growing caches of ``generate_frames``'s 
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -106,7 +107,7 @@ class TalkerStep:
         self.graph.replay()
         return self.outputs
 
-    def load(self, other: "TalkerStep") -> None:
+    def load(self, other: TalkerStep) -> None:
         """Continue ``other``'s sequence (of a capacity up to this one's) here."""
         for mine, theirs in zip(self.cache, other.cache):
             mine.load(theirs)
@@ -193,7 +194,7 @@ class StaticDecoding:
         key = ("codes", batch, c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p)
         return key, self.acquire(key, lambda: CodeStep(self.talker, batch, config, self.graphs))
 
-    def begin(self, batch: int, sampler: CodeSampler) -> "StaticSteps":
+    def begin(self, batch: int, sampler: CodeSampler) -> StaticSteps:
         return StaticSteps(self, batch, sampler)
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from qtts.audio.io import load_audio, resample
 from qtts.data.batching import collate_prefill
-from qtts.models.talker.layout import build_sequence
 from qtts.inference.generation import Frame, generate_frames
 from qtts.inference.sampling import CodeSampler, SamplingConfig
 from qtts.inference.static_decoding import StaticDecoding
@@ -29,9 +28,10 @@ from qtts.inference.streaming import StreamDecoder
 from qtts.inference.voice import VoicePrompt
 from qtts.models.codec.model import SpeechTokenizer
 from qtts.models.talker import TTSModel
+from qtts.models.talker.layout import build_sequence
+from qtts.runs import open_trained
 from qtts.text.special_ids import CodecSpecialIds, TextSpecialIds
 from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
-from qtts.runs import open_trained
 from qtts.text.tokenizer import TextTokenizer, has_tokenizer, load_text_tokenizer
 
 AudioLike = Any  # a file path, a (samples, sample_rate) pair, or a 1-D tensor/array at 24 kHz
@@ -75,7 +75,7 @@ class Synthesizer:
     def from_pretrained(cls, path: str | os.PathLike, codec: str | os.PathLike | None = None,
                         tokenizer: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32, cuda_graphs: bool | None = None,
-                        windowed_decode: bool = False) -> "Synthesizer":
+                        windowed_decode: bool = False) -> Synthesizer:
         """Load anything ``qtts.runs.open_trained`` opens: a released or exported model folder, a training run
         folder (its ``export/``, else its newest checkpoint), a talker checkpoint (full or LoRA; a file or a sharded
         folder) or a LoRA ``adapter/`` folder. The codec is ``codec``, the run's ``task.codec``, or the
@@ -282,7 +282,8 @@ class Synthesizer:
                 target.content, role_ids=target.role, language=self._language_row(r.language, r.speaker, i),
                 speaker=speaker, xvector=prompt is not None,
                 instruct_ids=list(instruct_ids(self.tokenizer, r.instruct).ids) if r.instruct else None,
-                ref_text_ids=ref_text_ids(self.tokenizer, prompt.ref_text).content if prompt and prompt.in_context else None,
+                ref_text_ids=(ref_text_ids(self.tokenizer, prompt.ref_text).content
+                              if prompt and prompt.in_context else None),
                 ref_codes=prompt.ref_codes if prompt and prompt.in_context else None,
                 streaming=not r.non_streaming_mode, text_special=self.text_ids, codec_special=self.codec_ids,
             ))

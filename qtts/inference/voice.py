@@ -45,7 +45,7 @@ class VoicePrompt:
         atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "VoicePrompt":
+    def load(cls, path: str | os.PathLike) -> VoicePrompt:
         from safetensors import safe_open
 
         path = Path(path)

@@ -151,7 +151,9 @@ class StaticKVCache:
     def capacity(self) -> int:
         return self.keys.shape[2]
 
-    def update(self, keys: torch.Tensor, values: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, keys: torch.Tensor, values: torch.Tensor, slots: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write new (B, H, T, D) keys/values at ``slots`` (T,) (``length + arange(T)``); return the whole buffers."""
         self.keys.index_copy_(2, slots, keys)
         self.values.index_copy_(2, slots, values)
@@ -162,7 +164,7 @@ class StaticKVCache:
         """Start a new sequence (in place: a captured graph keeps working on the same tensors)."""
         self.length.zero_()
 
-    def load(self, other: "StaticKVCache") -> None:
+    def load(self, other: StaticKVCache) -> None:
         """Continue ``other``'s sequence in this (at least as large) cache."""
         self.keys[:, :, : other.capacity].copy_(other.keys)
         self.values[:, :, : other.capacity].copy_(other.values)
@@ -331,8 +333,8 @@ class Attention(nn.Module):
                 allowed = allowed & (mask | (query_positions[:, None] == key_positions[None, :]))
 
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0, is_causal=causal and allowed is None,
-            enable_gqa=self.num_heads != self.num_kv_heads,
+            q, k, v, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal and allowed is None, enable_gqa=self.num_heads != self.num_kv_heads,
         )
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
@@ -484,7 +486,8 @@ class CausalConv1d(StreamingModule):
         self.stride = stride
         self.extent = (kernel_size - 1) * dilation + 1  # samples one output looks at
         if stride > self.extent:
-            raise ValueError(f"stride {stride} must not exceed the kernel extent {self.extent} (inputs would be skipped)")
+            raise ValueError(f"stride {stride} must not exceed the kernel extent {self.extent} "
+                             "(inputs would be skipped)")
         self.left_padding = self.extent - stride
 
     def right_padding(self, length: int) -> int:
@@ -566,7 +569,7 @@ class CausalConvTranspose1d(StreamingModule):
         """
         if x.device.type != "cpu" or x.shape[0] * x.shape[-1] > self.SMALL_INPUT:
             return self.conv(x)
-        weight, (batch, channels, length) = self.conv.weight, x.shape
+        weight, (_, channels, length) = self.conv.weight, x.shape
         out_channels, kernel = weight.shape[1], weight.shape[2]
         columns = torch.matmul(x.transpose(1, 2), weight.reshape(channels, out_channels * kernel)).transpose(1, 2)
         y = F.fold(columns, output_size=(1, (length - 1) * self.stride + kernel), kernel_size=(1, kernel),

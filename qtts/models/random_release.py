@@ -19,6 +19,7 @@ from qtts.models.random_weights import randomize_codec, randomize_tts
 from qtts.models.talker import TTSConfig, TTSModel
 from qtts.text.tokenizer import write_tokenizer_folder
 
+
 def tiny_codec_config() -> CodecConfig:
     """A CPU-sized codec that speaks the talker's codes: 16 groups of 2048 at the released 12.5 Hz (1920-sample
     hop), with few, narrow layers; trainable like the released one (decoder codebook_dim = encoder hidden_size).

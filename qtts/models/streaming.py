@@ -20,6 +20,7 @@ modules, and two streams never see each other's state.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,29 +33,30 @@ from torch import nn
 Rows = Sequence[int] | torch.Tensor | None
 
 
-class StreamState:
+class StreamState(abc.ABC):
     """The state one streaming module keeps for one stream (subclasses are dataclasses of tensors).
 
     Buffers whose shape does not change are allocated once and updated in place, so their addresses stay fixed
     (what a CUDA graph replaying a chunk needs)."""
 
+    @abc.abstractmethod
     def reset(self, rows: Rows) -> None:
         """Start new sequences in ``rows`` (indices or a bool mask, see ``row_index``; None: every row)."""
-        raise NotImplementedError
 
     def why_not_restart_rows(self) -> str | None:
         """Why some rows cannot restart now while the others continue (None: they can)."""
         return None
 
 
-class StreamingModule(nn.Module):
+class StreamingModule(nn.Module, abc.ABC):
     """A causal module that can run chunk by chunk, its state kept by the active ``Stream`` (never on itself).
 
     Subclasses implement ``init_state`` and, in ``forward``, read ``self.stream_state(x)`` (None: not streaming,
     run the whole sequence) and ``self.last_chunk`` (the call passes the stream's last chunk)."""
 
+    @abc.abstractmethod
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> StreamState:
-        raise NotImplementedError
+        """A fresh state for ``batch_size`` rows."""
 
     def stream_state(self, x: torch.Tensor) -> StreamState | None:
         """This module's state in the stream active in this thread / task, made for the batch, device and dtype

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from qtts.audio.features import LogMelSpectrogram
@@ -27,7 +27,11 @@ from qtts.models.codec.discriminators import CodecDiscriminator, CodecDiscrimina
 from qtts.models.codec.model import CodecConfig, SpeechTokenizer
 from qtts.models.codec.vq_training import VQTrainingConfig, decoder_quantizer_state_dict, quantize, reset_codebooks_
 from qtts.tasks.codec_losses import (
-    CodecLossWeights, MultiScaleMelLoss, adversarial_losses, assemble_generator_loss, feature_matching_loss,
+    CodecLossWeights,
+    MultiScaleMelLoss,
+    adversarial_losses,
+    assemble_generator_loss,
+    feature_matching_loss,
 )
 from qtts.tasks.codec_metrics import perceptual_metrics, si_sdr
 from qtts.training.media import log_audio

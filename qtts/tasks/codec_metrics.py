@@ -40,7 +40,8 @@ def stoi(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> l
 def pesq(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> list[float]:
     """Wide-band PESQ per item of (B, T) audio at 16 kHz; silent items and those PESQ rejects (no utterance
     found, too short) are skipped."""
-    from pesq import PesqError, pesq as _pesq
+    from pesq import PesqError
+    from pesq import pesq as _pesq
 
     if sample_rate != PESQ_SAMPLE_RATE:
         reference = AF.resample(reference.detach().float().cpu(), sample_rate, PESQ_SAMPLE_RATE)

@@ -58,7 +58,8 @@ class SpeakerEncoderTask(L.LightningModule):
 
     def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         emb = self.embed(batch["wav"], batch["lengths"])
-        loss, cosine = aam_softmax_loss(self._normalize(emb), self.speaker_weights, batch["speaker"], self.margin, self.hparams.scale)
+        loss, cosine = aam_softmax_loss(self._normalize(emb), self.speaker_weights, batch["speaker"], self.margin,
+                                        self.hparams.scale)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.global_step}, batch {batch['ids']}")
         return loss, cosine, emb

@@ -21,7 +21,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
 from qtts.data.batching import DualTrackBatch
-from qtts.models.checkpoint import CONFIG_NAME, save_weights, write_json
+from qtts.models.checkpoint import CONFIG_NAME
 from qtts.models.talker.config import TTSConfig
 from qtts.models.talker.model import TTSModel
 from qtts.tasks.talker_losses import DualTrackLoss, dual_track_loss
@@ -69,7 +69,8 @@ class TalkerTask(L.LightningModule):
         self._train_new_rows(train_speaker_rows, train_language_rows or [], train_added_tokens,
                              frozen=lora is not None)
         self._clock: float | None = None
-        self._codec: list = []  # loaded at the first validation; held in a list so it is no submodule (nor in checkpoints)
+        # loaded at the first validation; held in a list so it is no submodule (nor in checkpoints)
+        self._codec: list = []
 
     def _train_new_rows(self, speakers: bool, languages: list[str], added_tokens: bool, frozen: bool) -> None:
         """Train the rows a fine-tune adds on a frozen table (LoRA, or a frozen embedding): the named speakers'

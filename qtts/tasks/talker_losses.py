@@ -8,8 +8,8 @@ frame whose ``c0`` is ``labels[t]``, and its head k is scored against ``code_lab
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

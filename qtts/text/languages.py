@@ -59,7 +59,7 @@ def register_language(code: str, name: str, codec_id: int | None = None, parent:
     if parent is not None:
         parent = get_language(parent).code
     if codec_id is not None:
-        clash = next((l for l in known_languages() if l.codec_id == codec_id and l.code != code), None)
+        clash = next((lang for lang in known_languages() if lang.codec_id == codec_id and lang.code != code), None)
         if clash is not None:
             raise ValueError(f"codec_id {codec_id} of language {code!r} is already used by {clash.code!r}")
     lang = Language(code, name, codec_id, parent)
@@ -84,7 +84,7 @@ def get_language(key: str) -> Language:
     """Look a language up by code or name (case-insensitive); unknown keys raise ``KeyError``."""
     lang = _registry.get(str(key).strip().lower())
     if lang is None:
-        codes = ", ".join(sorted({l.code for l in _registry.values()}))
+        codes = ", ".join(sorted({known.code for known in _registry.values()}))
         raise KeyError(f"unknown language {key!r} (known: {codes}; register new ones under languages: in the config)")
     return lang
 
@@ -102,4 +102,4 @@ def known_languages() -> list[Language]:
 
 def codec_language_ids() -> dict[str, int]:
     """``{name: codec_id}`` as in the released config's ``codec_language_id``."""
-    return {l.name: l.codec_id for l in known_languages() if l.codec_id is not None}
+    return {lang.name: lang.codec_id for lang in known_languages() if lang.codec_id is not None}

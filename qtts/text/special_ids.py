@@ -8,8 +8,9 @@ an id only changes its config.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 IM_START = 151644  # <|im_start|>
 IM_END = 151645  # <|im_end|>

@@ -15,7 +15,8 @@ import dataclasses
 import inspect
 import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -114,7 +115,9 @@ def _check_target(node: DictConfig, path: str, runtime: set[str]) -> None:
             accepted = [p for p in params if params[p].kind not in (params[p].VAR_POSITIONAL, params[p].VAR_KEYWORD)]
             raise ConfigError(f"{where}.{key}: unknown key for {node._target_}; accepted: {accepted}")
         child = node._get_node(key)
-        if isinstance(child, (DictConfig, ListConfig)) and "_target_" in (child if isinstance(child, DictConfig) else {}):
+        if isinstance(child, (DictConfig, ListConfig)) and "_target_" in (
+            child if isinstance(child, DictConfig) else {}
+        ):
             continue
         if OmegaConf.is_missing(node, key):
             continue
@@ -138,8 +141,11 @@ def _hints(target: Any, label: str) -> dict[str, Any]:
     fn = target.__init__ if inspect.isclass(target) else target
     try:
         return typing.get_type_hints(fn)
-    except Exception:
-        pass  # find the parameter(s) at fault
+    except Exception:  # noqa: BLE001 - some annotation does not resolve: find which, one by one
+        return _hints_one_by_one(fn, label)
+
+
+def _hints_one_by_one(fn: Any, label: str) -> dict[str, Any]:
     globalns = getattr(inspect.unwrap(fn), "__globals__", {})
     hints = {}
     for param, annotation in getattr(fn, "__annotations__", {}).items():

@@ -6,8 +6,8 @@ The tree ships inside the package (``qtts/configs``, package data), so a wheel i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 ROOT_CONFIG = "train"

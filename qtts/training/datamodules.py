@@ -10,8 +10,9 @@ from __future__ import annotations
 import abc
 import functools
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import torch

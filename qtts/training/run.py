@@ -11,8 +11,9 @@ from __future__ import annotations
 import inspect
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import torch

@@ -22,6 +22,7 @@ from lightning.fabric.plugins.collectives.torch_collective import default_pg_tim
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.strategies import ModelParallelStrategy
 
+
 def _dtype(name: str | None) -> torch.dtype | None:
     if name is None:
         return None

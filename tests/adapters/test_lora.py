@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from qtts.adapters.lora import (
-    LoraSettings, adapter_names, add_lora, load_adapters, lora_layers, merge_lora, save_adapter, set_adapter,
+    LoraSettings,
+    adapter_names,
+    add_lora,
+    load_adapters,
+    lora_layers,
+    merge_lora,
+    save_adapter,
+    set_adapter,
 )
 from qtts.models.random_weights import randomize_tts
 from qtts.models.talker import TTSModel, tiny

@@ -19,9 +19,9 @@ from qtts.cli import main
 from qtts.data.extract_codes import ExtractConfig, extract_codes, open_codes
 from qtts.data.manifest import read_manifest
 from qtts.models.codec.model import CodecConfig, SpeechTokenizer
+from qtts.training.configs import CONFIG_DIR
 from tests.conftest import REPO, subprocess_env
 from tests.helpers.codec import randomize_encoder
-from qtts.training.configs import CONFIG_DIR
 
 FAST = dict(rows_per_shard=7, max_seconds_per_batch=30.0, num_workers=0, progress=False)
 BAD = {"missing", "empty", "no-text"}

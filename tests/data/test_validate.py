@@ -115,7 +115,8 @@ def test_bounds_clipping_and_silence(tmp_path):
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     validate_manifest(tmp_path / "m.jsonl", tmp_path / "out", ValidationConfig(max_duration=3.0, workers=1),
                       progress=False)
-    reasons = {json.loads(l)["id"]: json.loads(l)["reason"].split(":")[0] for l in open(tmp_path / "out/rejects.jsonl")}
+    reasons = {json.loads(line)["id"]: json.loads(line)["reason"].split(":")[0]
+               for line in open(tmp_path / "out/rejects.jsonl")}
     assert reasons == {"short": "too short", "long": "too long", "clip": "clipping", "silent": "silence",
                        "wrongdur": "duration mismatch"}
 

@@ -52,7 +52,8 @@ def test_folder_import(tmp_path):
     assert by_id["alice_a1"].text == "Hello there."
     assert by_id["alice_take2_a2"].speaker == "alice" and by_id["top"].speaker == "voice"
     assert {r.language for r in by_id.values()} == {"en"}
-    for row, seconds in zip((by_id[k] for k in ("alice_a1", "alice_take2_a2", "bob_b1", "top")), (0.5, 0.75, 1.0, 0.25)):
+    for row, seconds in zip((by_id[k] for k in ("alice_a1", "alice_take2_a2", "bob_b1", "top")),
+                            (0.5, 0.75, 1.0, 0.25)):
         assert row.duration == pytest.approx(seconds, abs=0.03)
         assert Path(row.audio).is_file()
     raw = [json.loads(line) for line in out.read_text().splitlines()]
@@ -107,10 +108,12 @@ def test_libritts_r_import(tmp_path):
     assert len(libritts_r.import_libritts_r(root / "dev-clean", None, workers=1).rows) == 1
 
 
-CV_HEADER = "client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment"
+CV_HEADER = ("client_id\tpath\tsentence_id\tsentence\tsentence_domain\tup_votes\tdown_votes\tage\tgender"
+             "\taccents\tvariant\tlocale\tsegment")
 
 
-def _cv_locale(root: Path, locale: str, clips: list[tuple[str, str, str]], tsv: str = "validated.tsv", write_audio=True):
+def _cv_locale(root: Path, locale: str, clips: list[tuple[str, str, str]], tsv: str = "validated.tsv",
+               write_audio=True):
     folder = root / locale
     lines = [CV_HEADER]
     for client, clip, sentence in clips:
@@ -149,7 +152,8 @@ def test_common_voice_import(tmp_path):
     # reading train + dev of one locale folder: a clip in both is imported once
     _cv_locale(root, "de", [(client, "common_voice_de_1.mp3", "Eins.")], tsv="train.tsv", write_audio=False)
     _cv_locale(root, "de", [(client, "common_voice_de_1.mp3", "Eins.")], tsv="dev.tsv", write_audio=False)
-    assert common_voice.main([str(root / "de"), str(tmp_path / "de.jsonl"), "--splits", "train,dev", "--workers", "1"]) == 0
+    args = [str(root / "de"), str(tmp_path / "de.jsonl"), "--splits", "train,dev", "--workers", "1"]
+    assert common_voice.main(args) == 0
     assert [r.text for r in read_manifest(tmp_path / "de.jsonl")] == ["Eins."]
 
 
@@ -203,9 +207,11 @@ def _emilia_pair(folder: Path, utt_id: str, language: str, speaker: str, text: s
 
 def test_emilia_import(tmp_path):
     root = tmp_path / "Emilia"
-    _emilia_pair(root / "ZH" / "ZH-B000000", "ZH_B000000_S000001_W000000", "zh", "ZH_B000000_S000001", " 你好，世界。 ", dnsmos=3.4)
+    _emilia_pair(root / "ZH" / "ZH-B000000", "ZH_B000000_S000001_W000000", "zh", "ZH_B000000_S000001", " 你好，世界。 ",
+                 dnsmos=3.4)
     _emilia_pair(root / "DE" / "DE-B000000", "DE_B000000_S000002_W000003", "de", "DE_B000000_S000002", "Guten Tag.")
-    _emilia_pair(root / "DE" / "DE-B000000", "DE_B000000_S000002_W000004", "de", "DE_B000000_S000002", "Ohne Ton.", audio=False)
+    _emilia_pair(root / "DE" / "DE-B000000", "DE_B000000_S000002_W000004", "de", "DE_B000000_S000002", "Ohne Ton.",
+                 audio=False)
     _emilia_pair(root / "XX", "XX_B000000_S000000_W000000", "xx", "XX_B000000_S000000", "unknown")
     (root / "DE" / "DE-B000000" / "DE_bad.json").write_text("{not json", encoding="utf-8")
 

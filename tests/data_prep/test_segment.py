@@ -113,7 +113,8 @@ def test_segment_manifest_from_a_folder_with_subtitles(tmp_path):
     assert all(r.language == "de" for r in rows.values())
     assert json.loads(out.read_text().splitlines()[0])["audio"] == "quiet.wav"
     assert [r.path.endswith("broken.wav") for r in result.rejects] == [True]
-    wav, _ = load_audio(rows["talk_0000"].audio, sample_rate=None, start=rows["talk_0000"].start, end=rows["talk_0000"].end)
+    talk = rows["talk_0000"]
+    wav, _ = load_audio(talk.audio, sample_rate=None, start=talk.start, end=talk.end)
     assert wav.shape[-1] == pytest.approx(1.5 * SR, abs=TOL * SR)
     with pytest.raises(ValueError, match="language"):
         segment_manifest(corpus / "talk.wav", tmp_path / "x.jsonl")

@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from qtts.training.datamodules import TalkerDataModule
 from qtts.data.talker_dataset import collate_talker
 from qtts.tasks.talker import TalkerTask
+from qtts.training.datamodules import TalkerDataModule
 from qtts.training.strategies import gather_full_state
 
 LORA = dict(targets=["attention", "mlp"], r=2, alpha=4.0, dropout=0.0)

@@ -8,9 +8,10 @@ import torch
 
 from qtts.cli import main
 from qtts.models.codec import CodecConfig, SpeechTokenizer
-from tests.models.test_codec_decoder import randomize as randomize_decoder
-from tests.models.test_codec_encoder import HOP, KEEP, TINY, TINY_DECODER, randomize as randomize_encoder
 from qtts.training.configs import CONFIG_DIR
+from tests.models.test_codec_decoder import randomize as randomize_decoder
+from tests.models.test_codec_encoder import HOP, KEEP, TINY, TINY_DECODER
+from tests.models.test_codec_encoder import randomize as randomize_encoder
 
 modeling = pytest.importorskip("qwen_tts.core.tokenizer_12hz.modeling_qwen3_tts_tokenizer_v2")
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_12hz.configuration_qwen3_tts_tokenizer_v2")
@@ -102,7 +103,8 @@ def test_default_decode_is_one_pass_at_any_length(ours):
 def test_export_loads_in_qwen_tts(released, ours, tmp_path):
     """Our folder loads in qwen-tts's own wrapper (feature extractor included) and gives the same results."""
     ours.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json", "model.safetensors", "preprocessor_config.json"]
     wrapper = Qwen3TTSTokenizer.from_pretrained(str(tmp_path))
     wavs = noisy_sines(LENGTHS, seed=4)
     expected = ours.encode(wavs)
@@ -187,8 +189,8 @@ def test_cli_round_trip(released, tmp_path, capsys):
 
 
 def test_tiny_codec_config_is_the_demo_codec_and_trains(tmp_path):
-    """``tiny_codec_config()`` (tests' random releases) and ``qtts/configs/model/codec_tiny_12hz.yaml`` (the demo's) are one
-    model, and its quantizer output feeds its decoder (what training needs)."""
+    """``tiny_codec_config()`` (tests' random releases) and ``qtts/configs/model/codec_tiny_12hz.yaml``
+    (the demo's) are one model, and its quantizer output feeds its decoder (what training needs)."""
     from omegaconf import OmegaConf
 
     from qtts.models.codec.vq_training import quantize

@@ -21,9 +21,8 @@ from transformers import BertConfig, HubertConfig, HubertModel, Wav2Vec2FeatureE
 from qtts.models.codec.teacher import SpeechTeacher
 from qtts.tasks.codec import CodecTask
 from qtts.training.config import ConfigError, validate_config
-from tests.conftest import REPO
-from tests.training.test_config import composed
 from qtts.training.configs import CONFIG_DIR
+from tests.training.test_config import composed
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
             conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from qtts.data.batching import collate_prefill, collate_training, pack_sequences, plan_packs
+from qtts.models.layers import attention_mask
+from qtts.models.talker.config import TalkerConfig, language_row, released_0_6b
 from qtts.models.talker.layout import (
     IGNORE_INDEX,
     build_from_strings,
@@ -18,8 +20,6 @@ from qtts.models.talker.layout import (
     embed_dual_track,
     sequence_length,
 )
-from qtts.models.layers import attention_mask
-from qtts.models.talker.config import TalkerConfig, language_row, released_0_6b
 
 # released ids, spelled out so the tables read like the facts sheet
 IMS, AST, NL = 151644, 77091, 198
@@ -71,7 +71,8 @@ def test_non_streaming_auto_language():
 
 def test_explicit_language():
     seq = build_sequence([A, B], language=EN)
-    check(seq, ROLE + english() + [(BOS, CPAD, None), (A, CPAD, None), (B, CPAD, None), (EOS, CPAD, None), (PAD, CBOS, None)])
+    check(seq, ROLE + english() + [(BOS, CPAD, None), (A, CPAD, None), (B, CPAD, None), (EOS, CPAD, None),
+                                   (PAD, CBOS, None)])
     talker = TalkerConfig()
     assert talker.language_row("english") == talker.language_row("en") == talker.language_row("EN") == EN
     assert talker.language_row("auto") is None and talker.language_row(None) is None
@@ -275,7 +276,8 @@ def test_custom_special_ids():
     codec = CodecSpecialIds(pad=7, bos=8, eos=9, think=10, nothink=11, think_bos=12, think_eos=13)
     seq = build_sequence([A], target_codes=frames(100), text_special=text, codec_special=codec)
     assert seq.table() == [(1, None, None), (2, None, None), (3, None, None), (4, 11, None), (4, 12, None),
-                           (4, 13, None), (5, 7, None), (A, 7, None), (6, 7, None), (4, 8, 100), (4, F, 9), (4, 9, None)]
+                           (4, 13, None), (5, 7, None), (A, 7, None), (6, 7, None), (4, 8, 100), (4, F, 9),
+                           (4, 9, None)]
 
 
 def test_input_errors():
@@ -468,7 +470,8 @@ def test_prefill_embeddings_match_qwen_tts(official, case):
     if any(it.get("xvec") for it in items):
         kwargs["voice_clone_prompt"] = dict(
             ref_spk_embedding=xvecs, ref_code=refs if any(r is not None for r in refs) else None,
-            x_vector_only_mode=[it.get("ref") is None for it in items], icl_mode=[it.get("ref") is not None for it in items],
+            x_vector_only_mode=[it.get("ref") is None for it in items],
+            icl_mode=[it.get("ref") is not None for it in items],
         )
         kwargs["ref_ids"] = [full_ids(it["ref_text"], stop=-2) if it.get("ref_text") else None for it in items]
     else:
@@ -509,7 +512,8 @@ def test_training_embeddings_follow_the_prefill(official):
     seq = build_sequence([A, B], language=EN, speaker=3066, target_codes=tgt)
     pre = build_sequence([A, B], language=EN, speaker=3066)
     kw = dict(text_embed=lambda ids: talker.text_projection(talker.model.text_embedding(ids)),
-              codec_embed=talker.model.codec_embedding, residual_embeds=list(talker.code_predictor.model.codec_embedding))
+              codec_embed=talker.model.codec_embedding,
+              residual_embeds=list(talker.code_predictor.model.codec_embedding))
     with torch.no_grad():
         e_seq = embed_dual_track(collate_training([seq]), **kw)[0]
         e_pre = embed_dual_track(collate_training([pre]), **kw)[0]
@@ -528,7 +532,8 @@ def test_xvectors_fill_their_slots_in_order(official):
     batch = pack_sequences([[s1, s2], [s3]])
     xv = torch.randn(3, official.config.talker_config.hidden_size, requires_grad=True)
     kw = dict(text_embed=lambda ids: talker.text_projection(talker.model.text_embedding(ids)),
-              codec_embed=talker.model.codec_embedding, residual_embeds=list(talker.code_predictor.model.codec_embedding))
+              codec_embed=talker.model.codec_embedding,
+              residual_embeds=list(talker.code_predictor.model.codec_embedding))
     emb = embed_dual_track(batch, xvectors=xv, **kw)
     pad = talker.text_projection(talker.model.text_embedding(torch.tensor(PAD)))
     for j, (b, t) in enumerate(batch.xvector_mask.nonzero().tolist()):

@@ -8,8 +8,14 @@ import torch.multiprocessing as mp
 from qtts.models.codec.encoder import SplitResidualQuantizer
 from qtts.models.codec.quantizer import SplitResidualVectorQuantizer
 from qtts.models.codec.vq_training import (
-    VQTrainingConfig, decoder_quantizer_state_dict, ema_update_, kmeans_init_, perplexity, quantize,
-    reset_codebooks_, restart_dead_codes_,
+    VQTrainingConfig,
+    decoder_quantizer_state_dict,
+    ema_update_,
+    kmeans_init_,
+    perplexity,
+    quantize,
+    reset_codebooks_,
+    restart_dead_codes_,
 )
 
 
@@ -20,7 +26,7 @@ def make_quantizer(levels=4, dim=4, size=8, hidden=None, seed=0) -> SplitResidua
     quantizer = SplitResidualQuantizer(config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in quantizer.named_parameters():
+        for _name, p in quantizer.named_parameters():
             p.copy_(torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5)
         for name, b in quantizer.named_buffers():
             if name.endswith("cluster_usage"):
@@ -237,7 +243,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         reset_codebooks_(quantizer)
         config = VQTrainingConfig(decay=0.9, kmeans_iters=3, dropout_prob=0.5)
         levels = []
-        for step in range(6):
+        for _step in range(6):
             x = sample(centers, 24 + 8 * rank, 0.1, data_gen).T[None]  # (1, hidden 6, T), T differs per rank
             out = quantize(quantizer, x, 4, config, gen)
             levels.append(out.codes.shape[1])

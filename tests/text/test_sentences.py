@@ -115,7 +115,8 @@ def test_empty_and_whitespace():
 def test_long_piece_is_cut_at_the_last_clause_boundary():
     text = "one two, three four; five six seven eight"
     assert split_sentences(text, max_chars=22) == ["one two, three four;", "five six seven eight"]
-    assert split_sentences("今天天气很好，我们去公园吧、然后回家", max_chars=10) == ["今天天气很好，", "我们去公园吧、", "然后回家"]
+    assert split_sentences("今天天气很好，我们去公园吧、然后回家", max_chars=10) == [
+        "今天天气很好，", "我们去公园吧、", "然后回家"]
     assert split_sentences("It was late – we left – home", max_chars=16) == ["It was late –", "we left – home"]
 
 

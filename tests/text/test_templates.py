@@ -68,10 +68,9 @@ def upstream(model_folder, tmp_path_factory):
     """qwen-tts' model wrapper, holding only what its tokenization uses: the processor it loads
     with AutoProcessor from a checkpoint folder (here: our tokenizer files + a config.json)."""
     torch = pytest.importorskip("torch")
-    from transformers import AutoConfig, AutoProcessor
-
     from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSProcessor
     from qwen_tts.inference.qwen3_tts_model import Qwen3TTSModel
+    from transformers import AutoConfig, AutoProcessor
 
     AutoConfig.register("qwen3_tts", Qwen3TTSConfig, exist_ok=True)
     AutoProcessor.register(Qwen3TTSConfig, Qwen3TTSProcessor, exist_ok=True)

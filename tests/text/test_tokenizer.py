@@ -79,4 +79,4 @@ def test_missing_folder(tmp_path):
 def test_special_ids_name_a_missing_token(tmp_path):
     plain = TextTokenizer(Tokenizer(models.BPE(vocab={"a": 0}, merges=[])), tmp_path)
     with pytest.raises(KeyError, match=r"<\|im_start\|>"):
-        plain.special_ids
+        _ = plain.special_ids

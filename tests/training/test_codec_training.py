@@ -106,8 +106,9 @@ def test_sigterm_then_resume_continues_the_gan_exactly(tiny_corpus, tmp_path):
     reference = codec_step_losses(only_run(tmp_path, "straight"))
 
     # Lightning's global step counts both optimizers: 3 warm-up batches (1 step each), then 2 per batch.
-    killed = subprocess.run(args(tmp_path, "killed") + ["+callbacks.kill._target_=tests.helpers.signals.SigtermDuringStep",
-                                                        "+callbacks.kill.step=5"],
+    killed = subprocess.run(args(tmp_path, "killed") + [
+                                "+callbacks.kill._target_=tests.helpers.signals.SigtermDuringStep",
+                                "+callbacks.kill.step=5"],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     run_dir = only_run(tmp_path, "killed")
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

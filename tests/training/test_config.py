@@ -10,7 +10,6 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from qtts.training.config import ConfigError, missing_keys, validate_config
-from tests.conftest import REPO
 from qtts.training.configs import CONFIG_DIR
 
 RUNTIME = {"task": {"model", "num_speakers", "num_languages"}}

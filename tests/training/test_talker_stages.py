@@ -24,7 +24,8 @@ def stage(name: str, root, codes, steps: int, *extra: str) -> subprocess.Complet
     return subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow  # ~1 min on an idle 2-core machine; the configs are checked in test_config, training in test_talker_training
+# ~1 min on an idle 2-core machine; the configs are checked in test_config, training in test_talker_training
+@pytest.mark.slow
 def test_s1_s2_s3_chain(talker_codes, tmp_path):
     s1 = stage("pretrain_s1", tmp_path, talker_codes, 3)
     assert s1.returncode == 0, s1.stdout[-3000:] + s1.stderr[-3000:]
@@ -53,7 +54,8 @@ def test_mixture_weights_quality_and_long_upsampling(talker_codes, tmp_path):
     assert sorted(doubled["id"]) == sorted(base_ids * 2)
     half = mix_sources([Source(str(talker_codes), weight=0.5)], seed=1)
     assert 3 <= len(half) <= 15 and len(set(half["id"])) == len(half)
-    assert list(half["id"]) == list(mix_sources([Source(str(talker_codes), weight=0.5)], seed=1)["id"])  # fixed by the seed
+    # fixed by the seed
+    assert list(half["id"]) == list(mix_sources([Source(str(talker_codes), weight=0.5)], seed=1)["id"])
     durations = sorted(base_durations)
     cut = durations[len(durations) // 2]
     long = mix_sources([Source(str(talker_codes), upsample_longer_than=cut, upsample_factor=3.0)])

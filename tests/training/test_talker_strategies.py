@@ -30,10 +30,10 @@ from qtts.models.talker.config import tiny
 from qtts.models.talker.model import TTSModel
 from qtts.runs import DISTRIBUTED_METADATA as METADATA_FILENAME
 from qtts.runs import is_distributed_checkpoint, newest_checkpoint, open_trained
+from qtts.training.configs import CONFIG_DIR
 from qtts.training.strategies import full_state_method, gather_full_state
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
-from qtts.training.configs import CONFIG_DIR
 
 STEPS, KILL_STEP = 5, 2
 
@@ -193,10 +193,10 @@ def test_configure_model_shards_every_block_once_and_matches_the_plain_model(tal
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule
 
-    from qtts.training.datamodules import TalkerDataModule
     from qtts.data.talker_dataset import collate_talker
     from qtts.models.talker.config import tiny
     from qtts.tasks.talker import TalkerTask
+    from qtts.training.datamodules import TalkerDataModule
     from qtts.training.strategies import FSDP2Strategy
 
     data = TalkerDataModule(str(talker_codes), val_fraction=0.0, num_workers=0)

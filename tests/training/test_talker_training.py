@@ -9,11 +9,11 @@ import subprocess
 import pytest
 import torch
 
-from qtts.training.datamodules import TalkerDataModule
 from qtts.data.talker_dataset import collate_talker
 from qtts.models.talker.config import tiny
 from qtts.models.talker.model import TTSModel
 from qtts.tasks.talker import TalkerTask
+from qtts.training.datamodules import TalkerDataModule
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
 

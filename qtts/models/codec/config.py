@@ -79,7 +79,8 @@ class CodecDecoderConfig(JsonConfig):
             raise ValueError(f"decoder_config.head_dim must be even (rotary embedding), got {self.head_dim}")
         if self.codebook_dim % 2:
             raise ValueError(
-                f"decoder_config.codebook_dim must be even (each RVQ level uses codebook_dim // 2), got {self.codebook_dim}"
+                "decoder_config.codebook_dim must be even (each RVQ level uses codebook_dim // 2), "
+                f"got {self.codebook_dim}"
             )
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(
@@ -94,7 +95,8 @@ class CodecDecoderConfig(JsonConfig):
         blocks = len(self.upsample_rates)
         if self.decoder_dim % 2**blocks:
             raise ValueError(
-                f"decoder_config.decoder_dim {self.decoder_dim} must be divisible by 2**len(upsample_rates) = {2**blocks} "
+                f"decoder_config.decoder_dim {self.decoder_dim} must be divisible by "
+                f"2**len(upsample_rates) = {2**blocks} "
                 "(each upsampling block halves the channels)"
             )
         if not isinstance(self.extra, dict):

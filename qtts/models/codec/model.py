@@ -58,11 +58,13 @@ class CodecConfig(JsonConfig):
         # qwen-tts trusts these numbers; a mismatch would silently mis-truncate codes or audio, so refuse it.
         if self.encode_downsample_rate != enc.hop_length:
             raise ValueError(
-                f"encode_downsample_rate {self.encode_downsample_rate} must equal the encoder's hop length {enc.hop_length}"
+                f"encode_downsample_rate {self.encode_downsample_rate} "
+                f"must equal the encoder's hop length {enc.hop_length}"
             )
         if self.decode_upsample_rate != dec.total_upsample:
             raise ValueError(
-                f"decode_upsample_rate {self.decode_upsample_rate} must equal the decoder's upsampling {dec.total_upsample}"
+                f"decode_upsample_rate {self.decode_upsample_rate} "
+                f"must equal the decoder's upsampling {dec.total_upsample}"
             )
         if not 0 < self.encoder_valid_num_quantizers <= enc.num_quantizers:
             raise ValueError(
@@ -75,7 +77,8 @@ class CodecConfig(JsonConfig):
             )
         if self.input_sample_rate != enc.sampling_rate:
             raise ValueError(
-                f"input_sample_rate {self.input_sample_rate} must equal encoder_config.sampling_rate {enc.sampling_rate}"
+                f"input_sample_rate {self.input_sample_rate} "
+                f"must equal encoder_config.sampling_rate {enc.sampling_rate}"
             )
 
     def feature_extractor_dict(self) -> dict[str, Any]:
@@ -103,7 +106,7 @@ class SpeechTokenizer(nn.Module):
         return self.config.output_sample_rate
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike) -> "SpeechTokenizer":
+    def from_pretrained(cls, folder: str | os.PathLike) -> SpeechTokenizer:
         """Load a tokenizer folder, or a TTS model folder's ``speech_tokenizer/``; every key must match."""
         folder = resolve_folder(folder)
         config_path = folder / CONFIG_NAME

@@ -19,8 +19,8 @@ Layout (positions, in order), as the released ``generate`` and fine-tuning build
 3. prefix: codec ``think block ⧺ [speaker slot] ⧺ codec_pad`` with text ``tts_pad … tts_bos``
    (``tts_bos`` sits on ``codec_pad``). Think block: ``nothink, think_bos, think_eos`` for language
    "auto", ``think, think_bos, lang, think_eos`` otherwise; a dialect speaker turns chinese/auto
-   into its dialect's language id (``TalkerConfig.language_row``). The slot is an x-vector (Base) or the codec row of a speaker
-   (CustomVoice), or absent;
+   into its dialect's language id (``TalkerConfig.language_row``). The slot is an x-vector (Base) or
+   the codec row of a speaker (CustomVoice), or absent;
 4. the two streams, text ``S_t = ref_text ⧺ text ⧺ [tts_eos]`` and codec
    ``S_c = [codec_bos] ⧺ ref frames ⧺ target frames ⧺ [codec_eos]`` (targets and eos only in
    training examples):
@@ -46,8 +46,8 @@ Batching (right padding, packing, left-padded prefills) is ``qtts.data.batching`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -108,7 +108,9 @@ class _Rows:
 
     def __init__(self, groups: int):
         self.g = groups
-        self.parts: dict[str, list[Tensor]] = {f.name: [] for f in fields(DualTrackSequence) if f.name != "trailing_text_ids"}
+        self.parts: dict[str, list[Tensor]] = {
+            f.name: [] for f in fields(DualTrackSequence) if f.name != "trailing_text_ids"
+        }
 
     def add(self, n: int, *, text=None, codec=None, frames: Tensor | None = None, xvector: bool = False) -> None:
         if n == 0:
@@ -285,7 +287,7 @@ def build_from_strings(tokenizer, text: str, *, instruct: str | None = None, ref
 
 
 def embed_dual_track(
-    seq: "DualTrackSequence | DualTrackBatch",  # DualTrackBatch: qtts.data.batching
+    seq: DualTrackSequence,
     *,
     text_embed: Callable[[Tensor], Tensor],
     codec_embed: Callable[[Tensor], Tensor],
@@ -293,6 +295,9 @@ def embed_dual_track(
     xvectors: Tensor | None = None,
 ) -> Tensor:
     """Input embeddings (..., T, H) of a sequence or batch.
+
+    ``seq`` may also be a collated batch (``qtts.data.batching.DualTrackBatch``, same fields with a
+    leading batch dimension); it is not named in the annotation because models/ does not import data/.
 
     text_embed: ids -> H (text_projection ∘ text_embedding); codec_embed: the talker codec
     embedding (group 0 and special ids); residual_embeds[g-1]: the embedding of code group g.

@@ -32,14 +32,14 @@ class TTSModel(nn.Module):
         self.speaker_encoder = SpeakerEncoder(config.speaker_encoder_config) if config.has_speaker_encoder else None
 
     @classmethod
-    def empty(cls, config: TTSConfig) -> "TTSModel":
+    def empty(cls, config: TTSConfig) -> TTSModel:
         """The model with its talker on the ``meta`` device (no memory, no init time): fill it with
         ``load_state_dict(…, assign=True)``, or inspect released shapes without allocating them. (The speaker
         encoder is small and its mel front end holds plain tensors, so it is built for real.)"""
         return cls(config, talker_device="meta")
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, dtype: torch.dtype | None = torch.float32) -> "TTSModel":
+    def from_pretrained(cls, folder: str | os.PathLike, dtype: torch.dtype | None = torch.float32) -> TTSModel:
         """Load a model folder; every key must match. ``dtype=None`` keeps the file's dtypes."""
         folder = Path(folder)
         config_path = folder / CONFIG_NAME
@@ -52,7 +52,7 @@ class TTSModel(nn.Module):
 
     @classmethod
     def from_state(cls, config: TTSConfig, weights: dict[str, torch.Tensor], source: str | os.PathLike,
-                   dtype: torch.dtype | None = torch.float32) -> "TTSModel":
+                   dtype: torch.dtype | None = torch.float32) -> TTSModel:
         """A model from a state dict with the released keys (checked strictly; errors name ``source``)."""
         model = cls.empty(config)
         check_weights(model.state_dict(), weights, source)
@@ -96,5 +96,6 @@ class TTSModel(nn.Module):
         embeds = self.embed_tracks(tracks, xvectors)
         # Rows holding one utterance need no mask (right padding sits after every real query, so causal attention
         # never reaches it): SDPA then takes its fused causal kernels. Packed rows keep attention per utterance.
-        return self.talker(embeds, position_ids=tracks.position_ids, document_ids=tracks.document_ids if packed else None)
+        return self.talker(embeds, position_ids=tracks.position_ids,
+                           document_ids=tracks.document_ids if packed else None)
 

@@ -13,7 +13,8 @@ predicts nothing. ``E_0`` is the talker's ``codec_embedding``, ``E_g`` (g ≥ 1)
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from qtts.models.layers import (
-    KVCache, Linear, RMSNorm, RotaryEmbedding, StaticKVCache, TransformerBlock, document_positions,
+    KVCache,
+    Linear,
+    RMSNorm,
+    RotaryEmbedding,
+    StaticKVCache,
+    TransformerBlock,
+    document_positions,
 )
 from qtts.models.layers import attention_mask as build_mask  # `attention_mask` is forward's argument
 from qtts.models.talker.config import CodePredictorConfig, TalkerConfig
