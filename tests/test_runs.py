@@ -80,3 +80,24 @@ def test_opening_a_checkpoint_imports_no_training_stack(model, tmp_path):
             "print(sorted(m for m in ('lightning', 'hydra', 'omegaconf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("key", ["state_dict", "model"])  # FSDP2 (ModelParallelStrategy), FSDP1 (FSDPStrategy)
+def test_distributed_checkpoint_layouts_open(model, tmp_path, key):
+    """A torch.distributed.checkpoint folder as Lightning writes it: the task's weights under ``key`` in the
+    ``*.distcp`` shards and the trainer state in ``meta.pt``; read here in one process, without a process group."""
+    import torch.distributed.checkpoint as dcp
+
+    folder = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    trained = torch.randn(1, model.config.talker_config.hidden_size)
+    state = talker_checkpoint(tmp_path / "plain.ckpt", model, rows={"codec_embedding": ([ROW], trained)})
+    dcp.save({key: state.pop("state_dict"), "optimizer_0": {"step": torch.tensor(3.0)}}, checkpoint_id=str(folder),
+             no_dist=True)
+    torch.save(state, folder / "meta.pt")
+    opened = open_trained(tmp_path / "run")  # a run folder without export/: its newest checkpoint, this folder
+    expected = model.state_dict()
+    for name, value in opened.model.state_dict().items():
+        if name != "talker.model.codec_embedding.weight":
+            assert torch.equal(value, expected[name]), name
+    torch.testing.assert_close(opened.model.talker.model.codec_embedding.weight[ROW], trained[0])
+    assert checkpoint_step(folder) == 7

@@ -3,7 +3,8 @@ Lightning's DeepSpeedStrategy builds, which itself refuses CPU), two optimizer s
 under ZeRO-2 (full fine-tune, frozen speaker encoder) and once under ZeRO-3 (LoRA with a trained language row).
 
 argv: CODES INIT_FROM OUT. For each run rank 0 writes OUT/zeroN/export (and adapter/ for LoRA) from
-``gather_full_state`` through ``TalkerTask.export``, and OUT/zeroN/reference.pt: the initial weights, the engine's
+``gather_full_state`` through ``TalkerTask.export``, the engine writes OUT/zeroN/deepspeed.ckpt/ (a DeepSpeed
+checkpoint folder, as Lightning saves one), and rank 0 OUT/zeroN/reference.pt: the initial weights, the engine's
 own 16-bit weights (``_zero3_consolidated_16bit_state_dict`` under ZeRO-3, the module's full copies under ZeRO-2),
 the gathered state and the names of the trained parameters, for the test to compare.
 """
@@ -71,6 +72,10 @@ def train(codes: str, init_from: str, out: Path, stage: int, lora: bool) -> None
     else:
         engine_copy = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
     state = gather_full_state(DeepSpeedStrategy(stage=stage), task)
+    # a DeepSpeed checkpoint folder as Lightning's DeepSpeedStrategy writes it (tag "checkpoint", the trainer state
+    # as client state), for qtts.runs to open in one process
+    engine.save_checkpoint(str(out / "deepspeed.ckpt"), tag="checkpoint",
+                           client_state={"hyper_parameters": dict(task.hparams), "global_step": 2})
     if rank == 0:
         assert state is not None
         task.export(out / "export", state=state)

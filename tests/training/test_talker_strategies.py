@@ -378,6 +378,11 @@ def test_deepspeed_zero2_and_zero3_exports_hold_the_float32_masters(talker_codes
             else:  # frozen: the engine's bf16 copy of the initial weight
                 assert torch.equal(value, initial[name].to(torch.bfloat16)), name
         assert finer > len(trainable) // 2, (stage, finer, len(trainable))
+        assert (out / "deepspeed.ckpt" / "latest").is_file()
+        if not lora:  # the DeepSpeed checkpoint folder opens in one process with the trained float32 masters
+            opened = open_trained(out / "deepspeed.ckpt", dtype=None).model.state_dict()
+            for name in trainable:
+                assert torch.equal(opened[name.removeprefix("model.")], gathered[name]), name
 
         assert_complete_release(out / "export", tiny_release / SUBFOLDER)
         assert (out / "adapter" / "adapter_model.safetensors").is_file() == lora
