@@ -6,7 +6,8 @@ Submodule names are those of the released checkpoints (``self_attn.q_proj``, ``m
 Causal convs (``CausalConv1d``, ``CausalConvTranspose1d``) are ``StreamingModule``s (``qtts.models.streaming``):
 while a ``Stream`` over the model is active their ``forward`` takes consecutive chunks, the left context the next
 chunk needs kept in that stream's ``ConvState`` / ``ConvTransposeState``, so chunked output equals the output on
-the whole sequence. ``KVStreamState`` is the same for a causal transformer's KV caches.
+the whole sequence. ``KVStreamState`` is the same for a causal transformer's KV caches (fixed buffers of the
+window's reach, ``SlidingKVCache``, for sliding-window attention).
 """
 
 from __future__ import annotations
@@ -130,6 +131,52 @@ class KVCache:
         self.keys, self.values = keys[:, :, start:], values[:, :, start:]
         return keys, values
 
+    def clear(self) -> None:
+        """Start a new sequence."""
+        self.keys = self.values = None
+        self.length = 0
+
+
+class SlidingKVCache:
+    """Rotated keys and values a sliding window of ``window`` positions can still reach, in fixed buffers.
+
+    ``keys`` / ``values`` (B, kv_heads, window − 1, head_dim) are allocated once and updated in place, so their
+    addresses stay fixed for a whole stream (what a CUDA graph replaying a chunk needs). ``positions``
+    (window − 1,) holds each slot's absolute position; a slot never written holds ``−window``, a position the
+    window mask excludes from every query (positions ≥ 0), so no separate validity mask is needed. ``length``
+    counts every position seen (the next position id), as ``KVCache.length`` does.
+    """
+
+    def __init__(self, batch: int, kv_heads: int, window: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device | str):
+        self.window = window
+        self.keys = torch.zeros(batch, kv_heads, window - 1, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.positions = torch.full((window - 1,), -window, dtype=torch.long, device=device)
+        self.length = 0
+
+    def update(
+        self, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Attend-ready keys/values: the buffers followed by the new (B, H, T, D) ones, and their positions
+        (window − 1 + T,); the last window − 1 of them are then copied into the buffers."""
+        new = torch.arange(self.length, self.length + keys.shape[2], device=self.positions.device)
+        keys, values = torch.cat((self.keys, keys), dim=2), torch.cat((self.values, values), dim=2)
+        positions = torch.cat((self.positions, new))
+        kept = keys.shape[2] - self.keys.shape[2]  # the first key still reachable by the next query
+        self.keys.copy_(keys[:, :, kept:])
+        self.values.copy_(values[:, :, kept:])
+        self.positions.copy_(positions[kept:])
+        self.length += new.numel()
+        return keys, values, positions
+
+    def clear(self) -> None:
+        """Start a new sequence (in place: the buffers stay put)."""
+        self.keys.zero_()
+        self.values.zero_()
+        self.positions.fill_(-self.window)
+        self.length = 0
+
 
 class StaticKVCache:
     """Rotated keys and values of one attention layer in buffers of a fixed ``capacity``, for CUDA graphs.
@@ -173,22 +220,33 @@ class StaticKVCache:
 
 @dataclass
 class KVStreamState(StreamState):
-    """A causal transformer's stream: one ``KVCache`` per layer, and where each row's current sequence began.
+    """A causal transformer's stream: one KV cache per layer, and where each row's current sequence began.
+
+    With a sliding window each layer keeps a ``SlidingKVCache``: fixed buffers of the last ``window − 1`` keys and
+    values and their absolute positions, allocated once (``create``) and updated in place after each chunk, so
+    their addresses never change, restarts included. Without a window a layer keeps a ``KVCache`` that grows with
+    the whole past. Every layer has the same window (the mask of restarted rows is shared).
 
     ``reset(rows)`` restarts rows without touching the others: ``starts[row]`` becomes the current position, the
     row's later positions count from there (RoPE is applied at ``position − start``, as in a fresh stream) and its
-    queries no longer see the keys before it (``mask``). Until a row is restarted no mask is built, so an ordinary
-    stream runs the same kernels as before. The caches grow to the attention window (the whole past without one);
-    they are not fixed buffers yet.
+    queries no longer see the keys before it (``mask``). Until a row is restarted no row mask is built.
+    ``reset()`` (every row) clears the caches in place and starts counting positions from 0 again.
     """
 
-    caches: list[KVCache]
+    caches: list[KVCache | SlidingKVCache]
     starts: torch.Tensor  # (B,) long: absolute position where each row's current sequence starts
     restarted: bool = False  # some row has a start > 0
 
     @classmethod
-    def create(cls, layers: int, batch_size: int, device: torch.device) -> KVStreamState:
-        return cls([KVCache() for _ in range(layers)], torch.zeros(batch_size, dtype=torch.long, device=device))
+    def create(cls, attentions: list[Attention], batch_size: int, device: torch.device,
+               dtype: torch.dtype) -> KVStreamState:
+        """Caches for the layers whose attention modules are ``attentions``."""
+        if len({a.sliding_window for a in attentions}) > 1:
+            raise ValueError("every layer of a KVStreamState must have the same sliding window")
+        caches = [KVCache() if a.sliding_window is None else
+                  SlidingKVCache(batch_size, a.num_kv_heads, a.sliding_window, a.head_dim, dtype, device)
+                  for a in attentions]
+        return cls(caches, torch.zeros(batch_size, dtype=torch.long, device=device))
 
     @property
     def length(self) -> int:
@@ -197,18 +255,23 @@ class KVStreamState(StreamState):
 
     def positions(self, length: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Rotary positions of the next ``length`` positions, (T,) or per row (B, T), and the key mask (B, 1, 1,
-        kept + T) for ``Attention`` (None: every cached key belongs to every row's sequence)."""
+        cached + T) for ``Attention`` (None: every cached key belongs to every row's sequence)."""
         absolute = torch.arange(self.length, self.length + length, device=self.starts.device)
         if not self.restarted:
             return absolute, None
-        kept = 0 if self.caches[0].keys is None else self.caches[0].keys.shape[2]
-        keys = torch.arange(self.length - kept, self.length + length, device=self.starts.device)
+        cache = self.caches[0]
+        if isinstance(cache, SlidingKVCache):
+            keys = torch.cat((cache.positions, absolute))
+        else:
+            kept = 0 if cache.keys is None else cache.keys.shape[2]
+            keys = torch.arange(self.length - kept, self.length + length, device=self.starts.device)
         return absolute[None] - self.starts[:, None], (keys[None] >= self.starts[:, None])[:, None, None]
 
     def reset(self, rows: Rows) -> None:
         index = row_index(rows, self.starts.device)
         if index is None:
-            self.caches = [KVCache() for _ in self.caches]
+            for cache in self.caches:
+                cache.clear()
             self.starts.zero_()
             self.restarted = False
         elif index.numel():
@@ -262,7 +325,8 @@ class Attention(nn.Module):
 
     ``forward(x, cos, sin, cache, mask)``: with a ``KVCache`` the call continues the sequence the cache has
     seen (cos/sin must then be for positions ``cache.length …``); a ``StaticKVCache`` does the same on fixed
-    shapes (its whole buffer is attended, under a causal mask over its slots). ``mask`` (bool, broadcastable to
+    shapes (its whole buffer is attended, under a causal mask over its slots), and so does a ``SlidingKVCache``
+    (its buffers then the new keys, under the window mask over their positions). ``mask`` (bool, broadcastable to
     (B, 1, T, keys), True = may attend; see ``attention_mask``) further restricts the causal mask, for
     padded batches and packed sequences. A query always sees its own key, so a fully padded row stays
     finite (a NaN there would leak into valid rows through 0 · NaN in later layers).
@@ -297,8 +361,8 @@ class Attention(nn.Module):
             self.q_norm = self.k_norm = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | StaticKVCache | None = None,
-        mask: torch.Tensor | None = None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+        cache: KVCache | StaticKVCache | SlidingKVCache | None = None, mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, length, _ = x.shape
         q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim)
@@ -309,21 +373,24 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
-        start, static = 0, isinstance(cache, StaticKVCache)
-        if static:  # positions are device tensors: no host value, so a captured step replays at any position
+        start, key_positions = 0, None  # key_positions: set by the fixed-buffer caches
+        if isinstance(cache, StaticKVCache):  # positions are device tensors: a captured step replays anywhere
             query_positions = cache.length + torch.arange(length, device=x.device)
             k, v = cache.update(k, v, query_positions)
+            key_positions = cache.slots
+        elif isinstance(cache, SlidingKVCache):  # slots not written yet sit out of the window's reach
+            query_positions = torch.arange(cache.length, cache.length + length, device=x.device)
+            k, v, key_positions = cache.update(k, v)
         elif cache is not None:
             start = cache.length
             keep = None if self.sliding_window is None else self.sliding_window - 1
             k, v = cache.update(k, v, keep)
         allowed, causal = None, True  # plain causal attention: SDPA's is_causal path (flash kernels on GPU)
-        if length == 1 and mask is None and not static:
+        if length == 1 and mask is None and key_positions is None:
             causal = False  # one new query sees every cached key (the cache keeps only what the window reaches)
-        elif static or mask is not None or self.sliding_window is not None or k.shape[2] != length:
-            if static:
-                key_positions = cache.slots
-            else:
+        elif (key_positions is not None or mask is not None or self.sliding_window is not None
+              or k.shape[2] != length):
+            if key_positions is None:
                 query_positions = torch.arange(start, start + length, device=x.device)
                 key_positions = torch.arange(start + length - k.shape[2], start + length, device=x.device)
             allowed = causal_mask(query_positions, key_positions, self.sliding_window)
@@ -396,8 +463,8 @@ class TransformerBlock(nn.Module):
             self.self_attn_layer_scale = self.mlp_layer_scale = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | StaticKVCache | None = None,
-        mask: torch.Tensor | None = None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+        cache: KVCache | StaticKVCache | SlidingKVCache | None = None, mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
         x = x + (h if self.self_attn_layer_scale is None else self.self_attn_layer_scale(h))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from qtts.models.codec.model import SpeechTokenizer
-from qtts.models.layers import CausalConv1d, CausalConvTranspose1d, ConvState
+from qtts.models.layers import CausalConv1d, CausalConvTranspose1d, ConvState, KVStreamState
 from qtts.models.random_release import tiny_codec_config
 from qtts.models.random_weights import randomize_codec
 from qtts.models.streaming import Stream, StreamingModule
@@ -208,3 +208,50 @@ def test_preallocated_conv_states_stay_in_place(codec):
             for m, s in stream.states.items() if m in convs} == addresses
     with pytest.raises(ValueError, match="stream of 2 rows"):
         stream(random_codes(3, 1, seed=0))
+
+
+
+def kv_buffer_addresses(state: KVStreamState) -> list[tuple[int, int, int]]:
+    return [(c.keys.data_ptr(), c.values.data_ptr(), c.positions.data_ptr()) for c in state.caches]
+
+
+def test_preallocated_kv_states_stay_in_place(codec):
+    """The decoder transformer's stream keeps its keys, values and slot positions in buffers of the last
+    window − 1 positions, allocated once and updated in place: the addresses stay put across chunks shorter and
+    longer than the window and across row and whole-stream restarts."""
+    decoder = codec.decoder
+    stream = decoder.stream(batch_size=2)
+    state = stream.states[decoder.pre_transformer]
+    addresses = kv_buffer_addresses(state)
+    assert state.caches[0].keys.shape[2] == WINDOW - 1
+    with torch.no_grad():
+        for i, frames in enumerate([1, WINDOW + 2, 2, 1]):
+            stream(random_codes(2, frames, seed=20 + i))
+            stream.reset([1])
+        assert state.length == WINDOW + 6 and state.restarted
+        stream.reset()
+        assert state.length == 0 and (state.caches[0].positions == -WINDOW).all()
+    assert kv_buffer_addresses(state) == addresses
+
+
+def test_windowed_encoder_streams_on_fixed_buffers(codec):
+    """The windowed encoder transformer (qwen-tts attends to the whole past; the window is an option) streams on
+    fixed buffers too: codes equal the offline encode, the buffers never move."""
+    config = dataclasses.replace(codec.encoder.config, sliding_window=3)
+    encoder = type(codec.encoder)(config, windowed_attention=True).eval()
+    encoder.load_state_dict(codec.encoder.state_dict())
+    wav = random_wav(2, 5 * HOP + 300, seed=12)
+    with torch.no_grad():
+        stream = encoder.stream(batch_size=2)
+        state = stream.states[encoder.encoder_transformer]
+        addresses = kv_buffer_addresses(state)
+        parts = []
+        for chunk in wav.split([HOP + 5, 7, 3 * HOP, wav.shape[-1] - 4 * HOP - 12], dim=-1):
+            with stream.active():
+                parts.append(encoder.encode(chunk))
+        with stream.active(last=True):
+            parts.append(encoder.encode(wav[..., :0]))
+        offline = encoder.encode(wav)
+        assert (encoder.encode_latent(wav) - codec.encoder.encode_latent(wav)).abs().max() > 1e-3  # window used
+    assert torch.equal(torch.cat(parts, dim=-1), offline)
+    assert state.caches[0].keys.shape[2] == 2 and kv_buffer_addresses(state) == addresses

@@ -34,7 +34,8 @@ from qtts.models.streaming import Stream, StreamingModule
 
 class DecoderTransformer(StreamingModule):
     """``pre_transformer``: projects the latent down to ``hidden_size``, runs causal sliding-window blocks
-    with LayerScale, projects back. While streaming its ``KVStreamState`` keeps one KV cache per layer."""
+    with LayerScale, projects back. While streaming its ``KVStreamState`` keeps one KV cache per layer (fixed
+    buffers of the last ``sliding_window − 1`` frames)."""
 
     def __init__(self, config: CodecDecoderConfig):
         super().__init__()
@@ -53,7 +54,7 @@ class DecoderTransformer(StreamingModule):
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> KVStreamState:
-        return KVStreamState.create(len(self.layers), batch_size, device)
+        return KVStreamState.create([layer.self_attn for layer in self.layers], batch_size, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, latent_dim) → (B, T, latent_dim)."""

@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from qtts.models.codec.config import CodecEncoderConfig
-from qtts.models.layers import Attention, CausalConv1d, KVCache, KVStreamState, LayerScale, RotaryEmbedding
+from qtts.models.layers import (
+    Attention,
+    CausalConv1d,
+    KVCache,
+    KVStreamState,
+    LayerScale,
+    RotaryEmbedding,
+    SlidingKVCache,
+)
 from qtts.models.streaming import Stream, StreamingModule
 
 
@@ -101,7 +109,7 @@ class EncoderLayer(nn.Module):
         self.mlp_layer_scale = LayerScale(hidden, config.layer_scale_initial_scale)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | SlidingKVCache | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = x + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(x), cos, sin, cache, mask))
@@ -118,7 +126,7 @@ class EncoderTransformer(StreamingModule):
         self.rotary_emb = RotaryEmbedding(config.head_dim, config.rope_theta)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> KVStreamState:
-        return KVStreamState.create(len(self.layers), batch_size, device)
+        return KVStreamState.create([layer.self_attn for layer in self.layers], batch_size, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = self.stream_state(x)
