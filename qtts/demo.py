@@ -50,7 +50,7 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
         print(format_summary(summarize(ds)))
 
     if train_steps > 0:
-        with _stage(f"5/9 speaker-encoder training, {train_steps} steps on CPU (scripts/train.py)", times):
+        with _stage(f"5/9 speaker-encoder training, {train_steps} steps on CPU (qtts train, in this process)", times):
             _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None)
     steps = [codec_steps, talker_steps, voice_steps]
     if codec_steps > 0:
