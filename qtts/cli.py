@@ -186,6 +186,9 @@ def build_parser() -> _Parser:
     e.set_defaults(func=_codec_encode)
     c = codec.add_parser("decode", help="<stem>.npy codes → <stem>.wav at 24 kHz")
     c.add_argument("inputs", nargs="+", metavar="CODES.npy")
+    options_from_signature(c, "qtts.inference.codec_files:decode_files",
+                           {"windowed": "qwen-tts's 300-frame windows (its samples exactly) instead of the exact "
+                                        "decode that equals streaming"})
     c.set_defaults(func=_codec_decode)
     for p in (e, c):
         p.add_argument("--model", required=True, help="tokenizer folder, or a model folder with speech_tokenizer/")
@@ -358,7 +361,7 @@ def _codec_encode(args: argparse.Namespace) -> int:
 def _codec_decode(args: argparse.Namespace) -> int:
     from qtts.inference.codec_files import decode_files
 
-    return _codec_files(args, decode_files)
+    return _codec_files(args, functools.partial(decode_files, windowed=args.windowed))
 
 
 def _codec_files(args: argparse.Namespace, convert) -> int:

@@ -169,3 +169,31 @@ def test_a_command_imports_only_its_library_module():
                          timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_codec_decode_windowed_flag(tmp_path):
+    """``qtts codec decode`` is exact by default (equal to streaming); ``--windowed`` gives qwen-tts's 300-frame
+    windows, which differ past 300 frames."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from qtts.models.codec import SpeechTokenizer
+    from qtts.models.random_release import tiny_codec_config
+    from qtts.models.random_weights import randomize_codec
+
+    codec = SpeechTokenizer(tiny_codec_config())
+    randomize_codec(codec, seed=3)
+    codec.save_pretrained(tmp_path / "codec")
+    codes = torch.randint(0, 2048, (320, 16), generator=torch.Generator().manual_seed(0))
+    np.save(tmp_path / "long.npy", codes.numpy())
+    for flag, windowed in (([], False), (["--windowed"], True)):
+        out = tmp_path / ("windowed" if windowed else "exact")
+        assert main(["codec", "decode", "--model", str(tmp_path / "codec"), "--out", str(out), *flag,
+                     str(tmp_path / "long.npy")]) == 0
+        wav, _ = sf.read(out / "long.wav", dtype="float32")
+        expected = codec.decode([codes], windowed=windowed)[0].numpy()
+        np.testing.assert_allclose(wav, expected, atol=1e-4)  # the wav file stores 16-bit or float samples
+    exact, _ = sf.read(tmp_path / "exact" / "long.wav", dtype="float32")
+    windowed, _ = sf.read(tmp_path / "windowed" / "long.wav", dtype="float32")
+    assert np.abs(exact[310 * 1920:] - windowed[310 * 1920:]).max() > 1e-4

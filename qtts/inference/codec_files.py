@@ -35,8 +35,10 @@ def encode_files(codec, inputs: Iterable[str | os.PathLike], out_dir: str | os.P
     return _each(inputs, out_dir, ".npy", encode)
 
 
-def decode_files(codec, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[FileResult]:
-    """``.npy`` code files (frames × groups, integers) → ``<stem>.wav``."""
+def decode_files(codec, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                 windowed: bool = False) -> list[FileResult]:
+    """``.npy`` code files (frames × groups, integers) → ``<stem>.wav``; ``windowed``: qwen-tts's windowed decode
+    (``SpeechTokenizer.decode``)."""
     def decode(path: Path, out: Path) -> None:
         try:
             codes = np.load(path, allow_pickle=False)
@@ -44,7 +46,7 @@ def decode_files(codec, inputs: Iterable[str | os.PathLike], out_dir: str | os.P
             raise ValueError(f"cannot read codes ({e})") from e
         if codes.dtype.kind not in "iu":
             raise ValueError(f"codes must be integers, got {codes.dtype}")
-        wav = codec.decode([torch.from_numpy(codes.astype(np.int64))])[0]
+        wav = codec.decode([torch.from_numpy(codes.astype(np.int64))], windowed=windowed)[0]
         save_audio(out, wav.cpu(), codec.sample_rate)
 
     return _each(inputs, out_dir, ".wav", decode)
