@@ -92,7 +92,7 @@ def open_trained(source: str | os.PathLike, dtype: torch.dtype | None = torch.fl
         return _open_adapter(source, dtype)
     if is_checkpoint(source):
         return _open_checkpoint(source, dtype)
-    if source.is_dir() and (source / "checkpoints").is_dir() or (source / "export" / CONFIG_NAME).is_file():
+    if (source / "checkpoints").is_dir() or (source / "export" / CONFIG_NAME).is_file():  # a run folder
         checkpoint = newest_checkpoint(source)
         if (source / "export" / CONFIG_NAME).is_file():
             opened = open_trained(source / "export", dtype)
