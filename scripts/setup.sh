@@ -32,7 +32,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     exit 1
   fi
   echo "installing the Python stack into .venv (first time: a few minutes)"
-  if ! .venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -e ".[dev,deepspeed]" >.venv/pip.log 2>&1; then
+  if ! .venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -e ".[dev,deepspeed,eval]" >.venv/pip.log 2>&1; then
     grep -v "^WARNING: Location" .venv/pip.log | tail -40
     exit 1
   fi
