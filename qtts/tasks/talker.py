@@ -324,10 +324,11 @@ class TalkerTask(L.LightningModule):
     def on_train_end(self) -> None:
         if not self.trainer.default_root_dir:
             return
-        from qtts.training.strategies import gather_full_state
+        from qtts.training.strategies import gather_full_state, holds_full_weights
 
-        # Every rank enters the gather (a collective when the weights are sharded: FSDP1, FSDP2, DeepSpeed);
-        # rank 0 gets the full state and writes the export from it, whatever the strategy.
-        state = gather_full_state(self.trainer.strategy, self)
+        # Sharded weights (FSDP1, FSDP2, DeepSpeed): every rank enters the gather (a collective) and rank 0 writes
+        # the export from the full state; one device or DDP: rank 0 exports its own modules.
+        strategy = self.trainer.strategy
+        state = None if holds_full_weights(strategy) else gather_full_state(strategy, self)
         if self.trainer.is_global_zero:
             self.export(Path(self.trainer.default_root_dir) / "export", state=state)

@@ -130,6 +130,14 @@ def full_state_method(strategy: Any) -> GatherMethod:
     return "module"
 
 
+def holds_full_weights(strategy: Any) -> bool:
+    """Whether every rank's own modules hold the full trained weights (one device, DDP): an export then reads them
+    as they are, with no gather and no second copy of the model."""
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+
+    return isinstance(strategy, (SingleDeviceStrategy, DDPStrategy)) and not isinstance(strategy, DeepSpeedStrategy)
+
+
 def gather_full_state(strategy: Any, module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """The full (unsharded) state dict of ``module`` (the LightningModule; its own key names) as CPU tensors on
     global rank 0, None on the other ranks. A collective under sharded strategies: every rank must call it, in the

@@ -31,7 +31,7 @@ from qtts.models.talker.model import TTSModel
 from qtts.runs import DISTRIBUTED_METADATA as METADATA_FILENAME
 from qtts.runs import is_distributed_checkpoint, newest_checkpoint, open_trained
 from qtts.training.configs import CONFIG_DIR
-from qtts.training.strategies import full_state_method, gather_full_state
+from qtts.training.strategies import full_state_method, gather_full_state, holds_full_weights
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
 
@@ -301,6 +301,9 @@ def test_full_state_method_for_each_strategy(monkeypatch):
     assert full_state_method(FSDPStrategy()) == "fsdp"
     for strategy in (FSDP2Strategy(), DDPStrategy(), SingleDeviceStrategy("cpu"), None):
         assert full_state_method(strategy) == "module", strategy
+    # the export reads the task's own modules only where they hold the full weights (no gather, no second copy)
+    assert holds_full_weights(DDPStrategy()) and holds_full_weights(SingleDeviceStrategy("cpu"))
+    assert not any(holds_full_weights(s) for s in (DeepSpeedStrategy(stage=2), FSDPStrategy(), FSDP2Strategy()))
 
     task, wrapper = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     calls = []
