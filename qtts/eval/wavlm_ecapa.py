@@ -268,10 +268,6 @@ class WavLMEcapa(nn.Module):
 
     # -- the public checkpoint's names ----------------------------------------------------------------------------
 
-    def head_keys(self) -> list[str]:
-        """The head's state-dict names (everything outside WavLM), as the checkpoint spells them."""
-        return [k for k in self.state_dict() if not k.startswith("feature_extract.")]
-
     def load_unispeech_state(self, state: dict[str, torch.Tensor], source: str | Path,
                              wavlm_state: dict[str, torch.Tensor] | None = None,
                              wavlm_source: str | Path | None = None) -> None:
