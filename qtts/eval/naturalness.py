@@ -43,7 +43,7 @@ def _check_clip(i: int, wav: torch.Tensor) -> np.ndarray:
     """Clip ``i`` as a float32 numpy array in [-1, 1]: 1-D, not empty, finite. Samples beyond ±1 are clipped, as
     writing the clip to a 16-bit wav file (what these models were trained on) would do."""
     if wav.dim() != 1:
-        raise MOSError(f"wav {i}: expected a 1-D tensor at 16 kHz (see qtts.eval.asr.to_asr_rate), got {tuple(wav.shape)}")
+        raise MOSError(f"wav {i}: expected a 1-D tensor at 16 kHz (see eval.asr.to_asr_rate), got {tuple(wav.shape)}")
     if wav.numel() == 0:
         raise MOSError(f"wav {i}: empty clip")
     audio = wav.detach().float().cpu().numpy()
