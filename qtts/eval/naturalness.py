@@ -8,13 +8,15 @@
   are kept as details. DNSMOS rates noise and distortion rather than prosody, so it is a quality check, not a
   substitute for a naturalness listening test.
 * a TorchScript file (``torch.jit.save``) → :class:`TorchScriptMOS`, e.g. UTMOS22 "strong" (SpeechMOS's
-  ``utmos22_strong`` predictor, a wav2vec2-base SSL model with a BLSTM head) exported with ``torch.jit.script``
-  or ``torch.jit.trace``. The released UTMOS weights (UTMOS22's Lightning checkpoint, SpeechMOS's state dict,
-  UTMOSv2's SSL + spectrogram ensemble) are parameters without the model's code; an export carries its graph, so it
-  runs here without that code. The contract: forward takes one float32 ``(batch, samples)`` tensor of 16 kHz audio
-  in [-1, 1], optionally followed by the sample rate as an ``int`` (SpeechMOS's ``forward(wave, sr)``: it gets
-  16000), and returns ``(batch,)`` or ``(batch, 1)`` scores, the headline ``mos``. ONNX exports are not supported
-  (they would add the ``onnx`` package to export and test them).
+  ``utmos22_strong`` predictor, a wav2vec2-base SSL model with a BLSTM head). The released UTMOS weights (UTMOS22's
+  Lightning checkpoint, SpeechMOS's state dict, UTMOSv2's SSL + spectrogram ensemble) are parameters without the
+  model's code; an export carries its graph, so it runs here without that code. SpeechMOS 1.2.0's model neither
+  scripts nor traces as it is (weight-norm hooks, a ``float.is_integer`` length test, a padding branch that depends
+  on the length): exporting it takes those made TorchScript-friendly, then ``torch.jit.script``.
+  The contract: forward takes one float32 ``(batch, samples)`` tensor of 16 kHz audio in [-1, 1], optionally
+  followed by the sample rate as an ``int`` (SpeechMOS's ``forward(wave, sr)``: it gets 16000), and returns
+  ``(batch,)`` or ``(batch, 1)`` scores, the headline ``mos``. ONNX exports are not supported (they would add the
+  ``onnx`` package to export and test them).
 
 Clips go in as 1-D float tensors at 16 kHz (:func:`qtts.eval.asr.to_asr_rate` makes them). Nothing is downloaded.
 """
