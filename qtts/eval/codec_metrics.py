@@ -17,9 +17,10 @@ at the end; a difference beyond ``max_length_difference`` (0.1 s by default) is 
 mismatched pair or a wrong sample rate rather than frame padding.
 
 A reference whose peak is below ``SILENT`` has no PESQ, STOI or SI-SDR (all are ratios against the reference's
-speech): those are NaN, and so is a PESQ that finds no speech or a STOI with too few frames; ``mel_distance`` is
-still defined and reported. :func:`summarize_reconstructions` averages the finite values and counts the NaNs, so
-a skipped item is visible rather than silently lowering or raising a mean.
+speech): those are NaN, and so is a PESQ that finds no utterance or too short a one, a STOI with too few frames
+(pystoi needs 30 frames of speech, about 0.4 s) and a mel distance of at most ``MEL_MIN_SAMPLES`` samples;
+``mel_distance`` of a silent reference is still defined and reported. :func:`summarize_reconstructions` averages
+the finite values and counts the NaNs, so a skipped item is visible rather than silently lowering or raising a mean.
 
 The batch helpers :func:`si_sdr` and :func:`mel_distance` take ``(..., samples)`` tensors and stay differentiable,
 for codec validation in training (``qtts.tasks.codec_metrics``). Speaker similarity and DNSMOS of reconstructions
@@ -45,6 +46,7 @@ PESQ_NB_SAMPLE_RATE = 8_000
 SILENT = 1e-4  # reference peak below which PESQ, STOI and SI-SDR are undefined (NaN)
 MAX_LENGTH_DIFFERENCE_S = 0.1
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "mel_distance", "si_sdr")
+MEL_MIN_SAMPLES = (1024 - 256) // 2  # the mel's reflect padding: shorter audio has no frame
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -64,9 +66,11 @@ def _mel(sample_rate: int) -> LogMelSpectrogram:
 
 def mel_distance(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Mean |log mel(estimate) - log mel(reference)| over every frame and bin of ``(..., samples)`` audio of one
-    shape (needs more than 384 samples), as a scalar tensor (differentiable)."""
+    shape (more than ``MEL_MIN_SAMPLES``), as a scalar tensor (differentiable)."""
     if estimate.shape != reference.shape:
         raise ValueError(f"estimate {tuple(estimate.shape)} and reference {tuple(reference.shape)} differ in shape")
+    if estimate.shape[-1] <= MEL_MIN_SAMPLES:
+        raise ValueError(f"mel distance needs more than {MEL_MIN_SAMPLES} samples, got {estimate.shape[-1]}")
     mel = _mel(int(sample_rate))
     return (mel(estimate) - mel(reference)).abs().mean()
 
@@ -149,7 +153,11 @@ def reconstruction_metrics(
         "pesq_wb": pesq_score(reference, reconstruction, sample_rate, "wb"),
         "pesq_nb": pesq_score(reference, reconstruction, sample_rate, "nb"),
         "stoi": stoi_score(reference, reconstruction, sample_rate),
-        "mel_distance": float(mel_distance(reconstruction, reference, sample_rate)),
+        "mel_distance": (
+            float(mel_distance(reconstruction, reference, sample_rate))
+            if reference.numel() > MEL_MIN_SAMPLES
+            else math.nan
+        ),
         "si_sdr": math.nan if silent else float(si_sdr(reconstruction, reference)),
     }
 

@@ -77,6 +77,17 @@ def test_silent_reference_is_nan_not_a_crash(clean):
     assert reconstruction_metrics(silence, silence, SR)["mel_distance"] == 0.0
 
 
+def test_too_short_clips_are_nan_not_a_crash(clean):
+    speech = clean[6000:]
+    short = reconstruction_metrics(speech[:1200], speech[:1200] * 0.9, SR)  # 50 ms
+    assert all(math.isnan(short[k]) for k in ("pesq_wb", "pesq_nb", "stoi")) and short["mel_distance"] > 0
+    assert short["si_sdr"] > 60  # scale-invariant
+    tiny = reconstruction_metrics(speech[:300], speech[:300], SR)
+    assert math.isnan(tiny["mel_distance"])
+    with pytest.raises(ValueError, match="more than 384 samples, got 300"):
+        mel_distance(speech[:300], speech[:300], SR)
+
+
 def test_summary_averages_finite_values_and_counts_missing(clean):
     rows = [reconstruction_metrics(clean, noisy(clean, snr), SR) for snr in (20.0, 10.0)]
     rows.append(reconstruction_metrics(torch.zeros_like(clean), torch.zeros_like(clean), SR))
