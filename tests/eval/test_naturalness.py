@@ -154,3 +154,12 @@ def test_torchscript_with_a_wrong_output_names_it(tmp_path):
     torch.jit.save(torch.jit.script(Frames()), path)
     with pytest.raises(MOSError, match=rf"{path}: forward returned \(1, 10\)"):
         open_mos(path).score([torch.zeros(100)])
+
+
+def test_personalized_dnsmos(dnsmos, clips):
+    """pDNSMOS: its own P.835 model and polynomials for SIG/BAK/OVRL, the same P.808 model."""
+    personal = open_mos("dnsmos-personalized")
+    assert personal.name == "dnsmos-personalized"
+    p, d = personal.score(clips[:1])[0], dnsmos.score(clips[:1])[0]
+    assert all(1.0 <= v <= 5.0 for v in p.values())
+    assert p["p808"] == pytest.approx(d["p808"], abs=1e-6) and p["mos"] != pytest.approx(d["mos"], abs=1e-3)
