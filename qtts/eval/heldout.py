@@ -23,9 +23,12 @@ from typing import Any
 
 import torch
 
+from qtts.audio.io import load_audio
 from qtts.data.manifest import resolve_path
 from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, to_asr_rate
+from qtts.eval.naturalness import MOSPredictor
 from qtts.eval.scoring import score_utterance, summarize
+from qtts.eval.similarity import SpeakerEmbedder, speaker_similarity
 
 
 @dataclass(frozen=True)
@@ -134,14 +137,15 @@ def synthesize_sentences(synth: Any, sentences: Sequence[HeldOutSentence], batch
 
 
 def score_sentences(wavs: Sequence[torch.Tensor], sample_rate: int, sentences: Sequence[HeldOutSentence], asr: ASR,
-                    speaker_embedder: Any = None, mos: Any = None) -> HeldOutScores:
+                    speaker_embedder: SpeakerEmbedder | None = None, mos: MOSPredictor | None = None
+                    ) -> HeldOutScores:
     """Transcribe ``wavs`` (one per sentence, at ``sample_rate``) with ``asr`` and score them against the
     sentences' texts. ``speaker_embedder`` (``qtts.eval.similarity.SpeakerEmbedder``): SIM of each clip against its
     sentence's ``ref_audio`` (sentences without one get none). ``mos`` (``qtts.eval.naturalness.MOSPredictor``): the
     predicted MOS of each clip. An empty clip (the model stopped at once) is transcribed as nothing."""
     if len(wavs) != len(sentences):
         raise ValueError(f"{len(wavs)} waveforms for {len(sentences)} sentences")
-    audio16 = [to_asr_rate(w, sample_rate) for w in wavs]
+    audio16 = [to_asr_rate(w, sample_rate) if w.numel() else torch.zeros(0) for w in wavs]
     hypotheses = [""] * len(sentences)
     by_language: dict[str, list[int]] = {}
     for i, s in enumerate(sentences):
@@ -154,11 +158,8 @@ def score_sentences(wavs: Sequence[torch.Tensor], sample_rate: int, sentences: S
     sim = None
     cloned = [i for i, s in enumerate(sentences) if s.ref_audio and audio16[i].numel()]
     if speaker_embedder is not None and cloned:
-        from qtts.audio.io import load_audio
-
         refs = [load_audio(sentences[i].ref_audio, ASR_SAMPLE_RATE)[0][0] for i in cloned]
-        a, b = speaker_embedder.embed([audio16[i] for i in cloned]), speaker_embedder.embed(refs)
-        sim = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).tolist()
+        sim = speaker_similarity(speaker_embedder, [audio16[i] for i in cloned], refs)
     mos_values = None
     live = [i for i, w in enumerate(audio16) if w.numel()]
     if mos is not None and live:

@@ -133,14 +133,14 @@ class HeldOutEvaluation(L.Callback):
             self._scorers["embedder"] = None
             self._scorers["mos"] = None
             if self.embedder_name not in (None, False):
-                from qtts.eval import similarity
+                from qtts.eval.similarity import open_speaker_embedder
 
                 source = None if self.embedder_name is True else self.embedder_name
-                self._scorers["embedder"] = similarity.open_speaker_embedder(source, device=device)
+                self._scorers["embedder"] = open_speaker_embedder(source, device=device)
             if self.mos_name is not None:
-                from qtts.eval import naturalness
+                from qtts.eval.naturalness import open_mos
 
-                self._scorers["mos"] = naturalness.open_mos(self.mos_name)
+                self._scorers["mos"] = open_mos(self.mos_name)
         return self._scorers["asr"], self._scorers["embedder"], self._scorers["mos"]
 
 
