@@ -68,6 +68,14 @@ class HeldOutEvaluation(L.Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.validations = int(state.get("validations", 0))
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from qtts.training.strategies import holds_full_weights
+
+        if not holds_full_weights(trainer.strategy):
+            raise ValueError(f"callbacks.heldout_eval: generation needs the whole model on rank 0; under "
+                             f"{type(trainer.strategy).__name__} its weights are sharded (use one device or ddp, "
+                             "or evaluate the run's checkpoints after training)")
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return

@@ -113,3 +113,13 @@ def test_training_logs_heldout_wer_and_audio_and_resumes_exactly(talker_codes, h
     for step, value in loss.items():
         assert resumed_loss[step] == pytest.approx(value, rel=1e-4), (step, resumed_loss, loss)
     assert resumed_wer == pytest.approx(wer)  # the validation count continued: the same step, the same score
+
+
+def test_sharded_strategies_are_refused_before_the_first_step(heldout):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    callback = HeldOutEvaluation(str(heldout))
+    with pytest.raises(ValueError, match="ModelParallelStrategy"):
+        callback.on_fit_start(SimpleNamespace(strategy=ModelParallelStrategy()), None)
