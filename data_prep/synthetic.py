@@ -246,8 +246,8 @@ def plan_testset(
             ident = f"{language}_test_{k:04d}"
             (text, spoken), (prompt_text, prompt_spoken) = (
                 join_sentences(language, [bank[order[j % len(bank)]]]) for j in (k, k + 1))
-            items.append(HeldOutItem(SynthItem(ident, language, speaker, voice, text, spoken),
-                                     SynthItem(f"{ident}_prompt", language, speaker, voice, prompt_text, prompt_spoken)))
+            prompt = SynthItem(f"{ident}_prompt", language, speaker, voice, prompt_text, prompt_spoken)
+            items.append(HeldOutItem(SynthItem(ident, language, speaker, voice, text, spoken), prompt))
     return items
 
 

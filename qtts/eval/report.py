@@ -21,7 +21,7 @@ from qtts.models.checkpoint import atomic_write
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-MEANS = ("sim", "mos", "pesq_wb", "pesq_nb", "stoi", "mel_distance")  # averaged when rows carry them
+MEANS = ("sim", "mos", "pesq_wb", "pesq_nb", "stoi", "mel_distance", "si_sdr")  # averaged when rows carry them
 
 
 def score_of(row: dict[str, Any]) -> UtteranceScore:
@@ -48,7 +48,7 @@ def summarize_rows(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "empty": sum(bool(row.get("empty")) for row in group),
         }
         for key in MEANS:
-            values = [row[key] for row in group if row.get(key) is not None]
+            values = [row[key] for row in group if row.get(key) is not None and not math.isnan(row[key])]
             stats[key] = sum(values) / len(values) if values else None
         out[language] = stats
     return {k: out[k] for k in [*sorted(k for k in out if k != OVERALL), OVERALL]}

@@ -14,6 +14,7 @@ item's prompt (``ref_audio``; for a codec, the original), full length, as Seed-T
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -129,7 +130,8 @@ def _score_batch(batch: list[Job], asr: ASR, speaker_embedder, mos, metrics: Met
             if batch[i].metric_reference is not None:
                 reference = load_audio(batch[i].metric_reference, metric_rate)[0][0]
                 rendered = load_audio(batch[i].audio, metric_rate)[0][0]
-                rows[i].update({k: float(v) for k, v in metrics(reference, rendered, metric_rate).items()})
+                values = metrics(reference, rendered, metric_rate).items()
+                rows[i].update({k: None if math.isnan(float(v)) else float(v) for k, v in values})  # NaN: undefined
     return rows
 
 
