@@ -38,7 +38,7 @@ EVAL_TTS = EVAL_COMMON | {
     "max_new_tokens": "most frames (80 ms) per item (default: the model's generation config)",
     "greedy": "argmax codes instead of sampling",
 }
-EVAL_CODEC = EVAL_COMMON
+EVAL_CODEC = EVAL_COMMON | {"metrics": "PESQ-WB/NB, STOI, mel distance and SI-SDR of each reconstruction"}
 DEMO = {
     "per_speaker": "utterances per synthetic speaker",
     "train_steps": "speaker-encoder steps (0 skips it)",
@@ -310,8 +310,6 @@ def build_parser() -> _Parser:
     ec.add_argument("codec", help="tokenizer folder, or a model folder with speech_tokenizer/")
     ec.add_argument("manifest", help="JSONL manifest / test set (or a Seed-TTS-eval list with gt_wav)")
     options_from_signature(ec, "qtts.eval.run:evaluate_codec", EVAL_CODEC)
-    ec.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=True,
-                    help="PESQ-WB/NB, STOI, mel distance and SI-SDR of each reconstruction (default: %(default)s)")
     for p, func, options in ((ea, _eval_asr, EVAL_ASR), (et, _eval_tts, EVAL_TTS), (ec, _eval_codec, EVAL_CODEC)):
         p.add_argument("--out", required=True, help="output folder (results.jsonl, report.json/.md/.png)")
         p.add_argument("--asr", default=None, metavar="PATH",
@@ -658,10 +656,7 @@ def _eval_tts(args: argparse.Namespace) -> int:
 def _eval_codec(args: argparse.Namespace) -> int:
     from qtts.eval.run import evaluate_codec
 
-    metrics = None
-    if args.metrics:
-        from qtts.eval.codec_metrics import reconstruction_metrics as metrics
-    return _eval_run(args, functools.partial(evaluate_codec, args.codec, args.manifest, args.out, metrics=metrics))
+    return _eval_run(args, functools.partial(evaluate_codec, args.codec, args.manifest, args.out))
 
 
 def _export(args: argparse.Namespace) -> int:

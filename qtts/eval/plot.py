@@ -1,7 +1,7 @@
 """``report.png``: an evaluation at a glance, drawn with matplotlib's Agg backend (no display needed).
 
 Left, the headline WER/CER (mean × 100) per language and system as grouped bars; right, the histogram of the
-per-utterance rates (× 100, the last bin holding everything above 100 %), one outline per system.
+per-utterance rates (× 100, the last bin holding 100 % and above), one outline per system.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from qtts.eval.scoring import OVERALL
 from qtts.models.checkpoint import atomic_write
 
 REPORT_PNG = "report.png"
-HISTOGRAM_EDGES = [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 101]
+HISTOGRAM_EDGES = list(range(0, 111, 10))  # the last bin, [100, 110], holds every rate of 100 % and above
 
 
 def plot_report(out: str | Path, report: dict, rows: dict[str, Sequence[dict[str, Any]]]) -> Path:
@@ -36,12 +36,12 @@ def plot_report(out: str | Path, report: dict, rows: dict[str, Sequence[dict[str
         xs = [i + (s - (len(systems) - 1) / 2) * width for i in range(len(languages))]
         drawn = bars.bar(xs, heights, width=width, label=system)
         bars.bar_label(drawn, fmt="%.1f", fontsize=7)
-        rates = [min(100 * row["wer"], 100.5) for row in rows[system]]
+        rates = [min(100 * row["wer"], 105) for row in rows[system]]
         hist.hist(rates, bins=HISTOGRAM_EDGES, histtype="step", linewidth=1.5, label=system)
     bars.set_xticks(range(len(languages)), languages)
     bars.set_ylabel("WER / CER × 100 (mean per utterance)")
     bars.set_title("per language")
-    hist.set_xlabel("WER / CER × 100 per utterance (last bin: > 100)")
+    hist.set_xlabel("WER / CER × 100 per utterance (last bin: ≥ 100)")
     hist.set_ylabel("utterances")
     hist.set_title("distribution")
     if len(systems) > 1:

@@ -287,13 +287,19 @@ def reconstruct_audio(codec, items: Sequence[TestItem], out_dir: Path, batch_siz
 
 def evaluate_codec(codec, manifest: str | os.PathLike | Sequence[TestItem], out: str | os.PathLike,
                    asr: ASR | str | os.PathLike | None = None, language: str | None = None, speaker_embedder=None,
-                   mos=None, metrics: Metrics | None = None, batch_size: int = 8, device: str = "cpu",
+                   mos=None, metrics: bool | Metrics = True, batch_size: int = 8, device: str = "cpu",
                    progress: bool = True) -> dict:
     """Reconstruct every item's audio with ``codec`` (a ``SpeechTokenizer`` or its folder; a model folder's
     ``speech_tokenizer/``) into ``out/audio/ID.wav`` and score, in one report, the ``reconstruction`` (WER, SIM
     against the original, MOS, and ``metrics(original, reconstruction, rate)`` at the codec's rate) and the
-    ``original`` (WER and MOS: the floor the codec is measured against)."""
+    ``original`` (WER and MOS: the floor the codec is measured against). ``metrics``: True for
+    ``qtts.eval.codec_metrics.reconstruction_metrics`` (PESQ-WB/NB, STOI, mel distance, SI-SDR), False for none, or
+    a function of its signature."""
     from qtts.models.codec import SpeechTokenizer
+
+    if metrics is True:
+        from qtts.eval.codec_metrics import reconstruction_metrics as metrics
+    metrics = metrics or None
 
     out = Path(out)
     items = _items(manifest, language)
