@@ -250,6 +250,10 @@ def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: st
     asr = _asr(asr, device)
     _check_languages(asr, items)
     synth = model if isinstance(model, Synthesizer) else Synthesizer.from_pretrained(model, codec=codec, device=device)
+    prompts = [f"{item.where} ({item.ref_audio})" for item in items if choose_voice(item, synth, voice) == "clone"
+               and not Path(item.ref_audio).is_file()]  # every voice checked before any work
+    if prompts:
+        raise FileNotFoundError(f"{len(prompts)} prompt audio files (ref_audio) missing: " + "; ".join(prompts[:5]))
     sampling: dict[str, Any] = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if greedy:
         sampling |= {"do_sample": False, "subtalker_dosample": False}

@@ -175,6 +175,22 @@ def test_missing_audio_and_english_only_asr_fail_before_work(tone_set, tmp_path)
     assert report["systems"]["audio"][OVERALL]["n"] == 3
 
 
+def test_empty_audio_scores_as_all_deletions(tone_set, tmp_path):
+    """A clip without samples (a model that stopped at once) is not sent to the scorers: its transcript is empty
+    (WER 1.0), it has no SIM or MOS, and the report counts it."""
+    path, hyps = tone_set
+    sf.write(path.parent / "wavs" / "b.wav", np.zeros(0, np.float32), 16000)
+    asr = ByLength(hyps)
+    report = evaluate_asr(path, tmp_path / "out", asr=asr, speaker_embedder=MeanEmbedder(), mos=LengthMOS(),
+                          progress=False)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").open())}
+    assert rows["b"]["empty"] and (rows["b"]["hyp"], rows["b"]["wer"]) == ("", 1.0)
+    assert "sim" not in rows["b"] and "mos" not in rows["b"] and "sim" in rows["a"]
+    assert len(asr.calls) == 3
+    en = report["systems"]["audio"]["en"]
+    assert en["empty"] == 1 and en["wer"] == pytest.approx(100 * (1 / 3 + 1.0 + 1.5) / 3)
+
+
 # -- TTS and codec on tiny random models ----------------------------------------------------------------------------
 
 FRAMES, HOP = 3, 1920
@@ -234,6 +250,19 @@ def test_choose_voice_by_the_items_fields_and_the_model(base_model):
         choose_voice(clone, synth, "speaker")
     with pytest.raises(ValueError, match=r"t:2: item 'b' names no voice this 'base' model can speak"):
         choose_voice(TestItem("b", "Hi.", "en", speaker="nobody", where="t:2"), synth)
+
+
+def test_evaluate_tts_checks_every_voice_before_work(base_model, tone_set, tmp_path):
+    from qtts.inference import Synthesizer
+
+    path, _ = tone_set
+    synth = Synthesizer.from_pretrained(base_model)
+    (path.parent / "prompts" / "c.wav").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 prompt audio files \(ref_audio\) missing: .*testset.jsonl:3"):
+        evaluate_tts(synth, path, tmp_path / "out", asr=ByLength({}), progress=False)
+    with pytest.raises(ValueError, match="cannot be spoken with voice='instruct'"):
+        evaluate_tts(synth, path, tmp_path / "out", asr=ByLength({}), voice="instruct", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_evaluate_codec_on_a_tiny_random_codec(tone_set, tmp_path):
