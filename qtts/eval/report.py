@@ -83,13 +83,16 @@ def format_report(report: dict) -> str:
     lines += [f"- {key}: `{value}`" for key, value in settings.items() if value is not None]
     for system, languages in report["systems"].items():
         metrics = [key for key in MEANS if any(stats.get(key) is not None for stats in languages.values())]
-        header = ["language", "n", "WER/CER ×100 (mean)", "corpus ×100", "> 50 %", *metrics]
+        empty = any(stats["empty"] for stats in languages.values())  # a column only when a clip had no samples
+        header = ["language", "n", "WER/CER ×100 (mean)", "corpus ×100", "> 50 %", *(["empty"] if empty else []),
+                  *metrics]
         lines += ["", f"## {system}", "", "| " + " | ".join(header) + " |",
                   "|---|" + "---:|" * (len(header) - 1)]
         for language, stats in languages.items():
             unit = "CER" if stats["unit"] == "char" else "WER" if stats["unit"] == "word" else "mixed"
             cells = [f"{language} ({unit})", str(stats["n"]), _number(stats["wer"], 2), _number(stats["corpus_wer"], 2),
-                     str(stats["above_50"])] + [_number(stats[key], 3) for key in metrics]
+                     str(stats["above_50"]), *([str(stats["empty"])] if empty else [])]
+            cells += [_number(stats[key], 3) for key in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "WER/CER: mean of per-utterance rates × 100 (Seed-TTS-eval's headline); corpus: total edits / total "
               "reference units × 100; > 50 %: utterances above 50 %, kept in both.", ""]

@@ -188,6 +188,8 @@ def test_empty_audio_scores_as_all_deletions(tone_set, tmp_path):
     assert "sim" not in rows["b"] and "mos" not in rows["b"] and "sim" in rows["a"]
     assert len(asr.calls) == 3
     en = report["systems"]["audio"]["en"]
+    # en: mean (1/3 + 1 + 1.5) / 3 × 100 = 94.44; corpus (2 + 2 + 3) / (6 + 2 + 2) × 100 = 70; b and c above 50 %
+    assert "| en (WER) | 3 | 94.44 | 70.00 | 2 | 1 |" in (tmp_path / "out" / REPORT_MD).read_text()
     assert en["empty"] == 1 and en["wer"] == pytest.approx(100 * (1 / 3 + 1.0 + 1.5) / 3)
 
 
