@@ -31,7 +31,8 @@ from qtts.eval.plot import plot_report
 from qtts.eval.report import build_report, write_report
 from qtts.eval.results import ResultsStore
 from qtts.eval.scoring import score_utterance
-from qtts.eval.testset import TestItem, read_testset
+from qtts.eval.testset import SEED_TTS_LIST, TestItem, read_testset
+from qtts.text.languages import get_language
 
 AUDIO = "audio"  # the folder of generated / reconstructed audio, and the system name of existing audio
 Voice = Literal["auto", "clone", "speaker", "instruct"]
@@ -51,12 +52,27 @@ class Job:
 
 
 def _name(obj: Any) -> str | None:
-    """What identifies a scorer in the settings: its ``name``, else its class."""
-    return None if obj is None else str(getattr(obj, "name", type(obj).__name__))
+    """What identifies a scorer in the settings: its ``name``, a function's name, else its class."""
+    if obj is None:
+        return None
+    return str(getattr(obj, "name", None) or getattr(obj, "__qualname__", None) or type(obj).__name__)
 
 
 def _items(testset: str | os.PathLike | Sequence[TestItem], language: str | None) -> list[TestItem]:
-    return list(testset) if not isinstance(testset, (str, os.PathLike)) else read_testset(testset, language)
+    items = list(testset) if not isinstance(testset, (str, os.PathLike)) else read_testset(testset, language)
+    if not items:
+        raise ValueError("the test set has no items")
+    return items
+
+
+def _settings(kind: str, testset, language: str | None, **values) -> dict[str, Any]:
+    """What a run's results depend on, spelled one way (a language's code, a test set's file), for the store."""
+    if isinstance(testset, (str, os.PathLike)):
+        path = Path(testset).resolve()
+        where = str(path / SEED_TTS_LIST if path.is_dir() else path)
+    else:
+        where = "<items>"
+    return {"kind": kind, "testset": where, "language": get_language(language).code if language else None, **values}
 
 
 def _asr(asr: ASR | str | os.PathLike | None, device: str) -> ASR:
@@ -159,16 +175,12 @@ def evaluate_asr(testset: str | os.PathLike | Sequence[TestItem], out: str | os.
         raise FileNotFoundError(f"{len(missing)} audio files missing: " + "; ".join(missing[:5]))
     asr = _asr(asr, device)
     _check_languages(asr, items)
-    settings = {"kind": "asr", "testset": _where(testset), "language": language, "audio_dir": audio_dir,
-                "asr": asr.name, "sim": _name(speaker_embedder), "mos": _name(mos)}
+    settings = _settings("asr", testset, language, audio_dir=audio_dir, asr=asr.name, sim=_name(speaker_embedder),
+                         mos=_name(mos))
     store = ResultsStore(out, settings)
     jobs = [Job(item, AUDIO, audio[item.id], Path(item.ref_audio) if item.ref_audio else None) for item in items]
     score_jobs(jobs, store, asr, speaker_embedder, mos, batch_size=batch_size, progress=progress)
     return _finish(out, "asr", store, {AUDIO: jobs}, settings)
-
-
-def _where(testset) -> str:
-    return str(Path(testset).resolve()) if isinstance(testset, (str, os.PathLike)) else "<items>"
 
 
 # -- TTS ----------------------------------------------------------------------------------------------------------
@@ -257,10 +269,9 @@ def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: st
     sampling: dict[str, Any] = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if greedy:
         sampling |= {"do_sample": False, "subtalker_dosample": False}
-    settings = {"kind": "tts", "model": str(Path(model).resolve()) if isinstance(model, (str, os.PathLike))
-                else f"<{synth.model_type} model>", "testset": _where(testset), "language": language, "voice": voice,
-                "seed": seed, "sampling": sampling, "asr": asr.name, "sim": _name(speaker_embedder),
-                "mos": _name(mos)}
+    settings = _settings("tts", testset, language, model=str(Path(model).resolve()) if isinstance(
+        model, (str, os.PathLike)) else f"<{synth.model_type} model>", voice=voice, seed=seed, sampling=sampling,
+        asr=asr.name, sim=_name(speaker_embedder), mos=_name(mos))
     store = ResultsStore(out, settings)
     paths = generate_audio(synth, items, out / AUDIO, voice, batch_size, seed, sampling, progress)
     jobs = [Job(item, "generated", paths[item.id], Path(item.ref_audio) if item.ref_audio else None) for item in items]
@@ -314,9 +325,9 @@ def evaluate_codec(codec, manifest: str | os.PathLike | Sequence[TestItem], out:
     _check_languages(asr, items)
     model = codec if isinstance(codec, SpeechTokenizer) else SpeechTokenizer.from_pretrained(codec).to(device)
     model.eval()
-    settings = {"kind": "codec", "codec": str(Path(codec).resolve()) if isinstance(codec, (str, os.PathLike))
-                else "<codec>", "testset": _where(manifest), "language": language, "asr": asr.name,
-                "sim": _name(speaker_embedder), "mos": _name(mos), "metrics": _name(metrics)}
+    settings = _settings("codec", manifest, language, codec=str(Path(codec).resolve()) if isinstance(
+        codec, (str, os.PathLike)) else "<codec>", asr=asr.name, sim=_name(speaker_embedder), mos=_name(mos),
+        metrics=_name(metrics))
     store = ResultsStore(out, settings)
     paths = reconstruct_audio(model, items, out / AUDIO, batch_size, progress)
     systems = {

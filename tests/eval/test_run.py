@@ -173,6 +173,9 @@ def test_missing_audio_and_english_only_asr_fail_before_work(tone_set, tmp_path)
     assert not (tmp_path / "out" / "results.jsonl").exists()
     report = evaluate_asr(path, tmp_path / "out", asr=EnglishOnly(hyps), language="en", progress=False)
     assert report["systems"]["audio"][OVERALL]["n"] == 3
+    asr = EnglishOnly(hyps)  # the same settings spelled otherwise: resumed, nothing to do
+    assert evaluate_asr(str(path), tmp_path / "out", asr=asr, language="english", progress=False) == report
+    assert asr.calls == []
 
 
 def test_empty_audio_scores_as_all_deletions(tone_set, tmp_path):
@@ -292,6 +295,7 @@ def test_evaluate_codec_on_a_tiny_random_codec(tone_set, tmp_path):
     assert original[OVERALL]["sim"] is None and original[OVERALL]["stoi"] is None
     assert recon[OVERALL]["stoi"] == 0.5 and recon[OVERALL]["pesq_wb"] is None  # NaN: undefined, left out
     assert recon[OVERALL]["sim"] is not None and recon[OVERALL]["mos"] is not None
+    assert report["settings"]["metrics"].endswith("metrics") and report["settings"]["mos"] == "length-mos"
     assert len(seen) == 4 and all(rate == 24000 for *_, rate in seen)
     for name in ("a", "d"):  # reconstructions: whole 12.5 Hz frames of the 24 kHz input
         info = sf.info(out / "audio" / f"{name}.wav")
