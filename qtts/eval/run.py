@@ -31,6 +31,7 @@ from qtts.eval.plot import plot_report
 from qtts.eval.report import build_report, write_report
 from qtts.eval.results import ResultsStore
 from qtts.eval.scoring import score_utterance
+from qtts.eval.similarity import speaker_similarity
 from qtts.eval.testset import SEED_TTS_LIST, TestItem, read_testset
 from qtts.text.languages import get_language
 
@@ -92,12 +93,6 @@ def _load16(path: Path) -> torch.Tensor | None:
     return load_audio(path, ASR_SAMPLE_RATE)[0][0]
 
 
-def _similarities(embedder, wavs: list[torch.Tensor], references: list[torch.Tensor]) -> list[float]:
-    """Cosine between the speaker embeddings of each ``wavs[i]`` and ``references[i]`` (16 kHz, full length)."""
-    a, b = embedder.embed(wavs), embedder.embed(references)
-    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).tolist()
-
-
 def score_jobs(jobs: Sequence[Job], store: ResultsStore, asr: ASR, speaker_embedder=None, mos=None,
                metrics: Metrics | None = None, metric_rate: int = ASR_SAMPLE_RATE, batch_size: int = 8,
                progress: bool = True) -> int:
@@ -136,7 +131,7 @@ def _score_batch(batch: list[Job], asr: ASR, speaker_embedder, mos, metrics: Met
     sim_jobs = [i for i in live if batch[i].sim_reference is not None]
     if speaker_embedder is not None and sim_jobs:
         refs = [load_audio(batch[i].sim_reference, ASR_SAMPLE_RATE)[0][0] for i in sim_jobs]
-        for i, sim in zip(sim_jobs, _similarities(speaker_embedder, [wavs[i] for i in sim_jobs], refs)):
+        for i, sim in zip(sim_jobs, speaker_similarity(speaker_embedder, [wavs[i] for i in sim_jobs], refs)):
             rows[i]["sim"] = float(sim)
     if mos is not None and live:
         for i, scores in zip(live, mos.score([wavs[i] for i in live])):

