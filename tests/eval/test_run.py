@@ -178,6 +178,23 @@ def test_missing_audio_and_english_only_asr_fail_before_work(tone_set, tmp_path)
     assert asr.calls == []
 
 
+def test_audio_dir_scores_audio_made_elsewhere(tone_set, tmp_path):
+    """``audio_dir``: DIR/ID.wav is scored instead of the test set's audio (Seed-TTS-eval's output folder); SIM is
+    still against the item's prompt."""
+    path, hyps = tone_set
+    made = tmp_path / "made"
+    made.mkdir()
+    for a, b in (("a", "b"), ("b", "a"), ("c", "c"), ("d", "d")):  # a and b swapped
+        shutil.copy(path.parent / "wavs" / f"{b}.wav", made / f"{a}.wav")
+    evaluate_asr(path, tmp_path / "out", asr=ByLength(hyps), audio_dir=str(made), progress=False)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").open())}
+    assert (rows["a"]["hyp"], rows["b"]["hyp"]) == ("hello world", "the cat sit on mat")
+    assert rows["a"]["audio"] == str(made / "a.wav")
+    (made / "d.wav").unlink()
+    with pytest.raises(FileNotFoundError, match=r"testset.jsonl:4 \(.*made/d.wav\)"):
+        evaluate_asr(path, tmp_path / "out2", asr=ByLength(hyps), audio_dir=str(made), progress=False)
+
+
 def test_empty_audio_scores_as_all_deletions(tone_set, tmp_path):
     """A clip without samples (a model that stopped at once) is not sent to the scorers: its transcript is empty
     (WER 1.0), it has no SIM or MOS, and the report counts it."""
