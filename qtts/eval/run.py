@@ -60,10 +60,16 @@ def _name(obj: Any) -> str | None:
 
 
 def _items(testset: str | os.PathLike | Sequence[TestItem], language: str | None) -> list[TestItem]:
+    """The test set's items (a list of items is taken as it is: ``language`` filters only a file)."""
     items = list(testset) if not isinstance(testset, (str, os.PathLike)) else read_testset(testset, language)
     if not items:
         raise ValueError("the test set has no items")
     return items
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def _settings(kind: str, testset, language: str | None, **values) -> dict[str, Any]:
@@ -98,8 +104,7 @@ def score_jobs(jobs: Sequence[Job], store: ResultsStore, asr: ASR, speaker_embed
                progress: bool = True) -> int:
     """Score the jobs ``store`` has no row for, ``batch_size`` utterances of one language at a time, appending each
     batch's rows as it is done. Returns the number scored now."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+    _check_batch_size(batch_size)
     todo = sorted((j for j in jobs if not store.done(j.system, j.item.id)), key=lambda j: j.item.language)
     batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
     batches = [[j for j in b if j.item.language == lang] for b in batches for lang in dict.fromkeys(
@@ -163,6 +168,7 @@ def evaluate_asr(testset: str | os.PathLike | Sequence[TestItem], out: str | os.
     for the built-in one), SIM against each item's prompt audio with ``speaker_embedder``, MOS with ``mos``. Writes
     ``out/results.jsonl`` (resumable), ``out/report.{json,md,png}``; returns the report."""
     out = Path(out)
+    _check_batch_size(batch_size)
     items = _items(testset, language)
     audio = {item.id: Path(audio_dir) / f"{item.id}.wav" if audio_dir else Path(item.needs_audio()) for item in items}
     missing = [f"{item.where} ({audio[item.id]})" for item in items if not audio[item.id].is_file()]
@@ -213,6 +219,7 @@ def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice
                    seed: int = 0, sampling: dict | None = None, progress: bool = True) -> dict[str, Path]:
     """``out_dir/ID.wav`` for every item, generated in batches of one voice mode (files already there are kept);
     returns ``{id: path}``."""
+    _check_batch_size(batch_size)
     modes = {item.id: choose_voice(item, synth, voice) for item in items}
     paths = {item.id: out_dir / f"{item.id}.wav" for item in items}
     todo = [item for item in items if not paths[item.id].is_file()]
@@ -253,6 +260,7 @@ def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: st
     from qtts.inference.synthesizer import Synthesizer
 
     out = Path(out)
+    _check_batch_size(batch_size)
     items = _items(testset, language)
     asr = _asr(asr, device)
     _check_languages(asr, items)
@@ -282,6 +290,7 @@ def reconstruct_audio(codec, items: Sequence[TestItem], out_dir: Path, batch_siz
                       progress: bool = True) -> dict[str, Path]:
     """``out_dir/ID.wav``: each item's audio encoded and decoded by ``codec`` (a ``SpeechTokenizer``), in batches;
     files already there are kept. Returns ``{id: path}``."""
+    _check_batch_size(batch_size)
     paths = {item.id: out_dir / f"{item.id}.wav" for item in items}
     todo = [item for item in items if not paths[item.id].is_file()]
     device = next(codec.parameters()).device
@@ -312,6 +321,7 @@ def evaluate_codec(codec, manifest: str | os.PathLike | Sequence[TestItem], out:
     metrics = metrics or None
 
     out = Path(out)
+    _check_batch_size(batch_size)
     items = _items(manifest, language)
     missing = [f"{item.where} ({item.audio})" for item in items if not Path(item.needs_audio()).is_file()]
     if missing:
