@@ -33,7 +33,8 @@ EVAL_COMMON = {"batch_size": "utterances per batch", "device": "torch device (AS
                "progress": "progress bars"}
 EVAL_ASR = EVAL_COMMON | {"audio_dir": "score DIR/ID.wav (audio made elsewhere) instead of the test set's audio"}
 EVAL_TTS = EVAL_COMMON | {
-    "voice": "auto: per item, a prompt (ref_audio) to clone, else its speaker, else its instruct",
+    "voice": ("auto: per item, a prompt (ref_audio) to clone, else its speaker, else its instruct, else no speaker "
+              "slot (plain)"),
     "seed": "sampling seed (each batch's seed derives from it and the batch's ids)",
     "max_new_tokens": "most frames (80 ms) per item (default: the model's generation config)",
     "greedy": "argmax codes instead of sampling",

@@ -36,7 +36,7 @@ from qtts.eval.testset import SEED_TTS_LIST, TestItem, read_testset
 from qtts.text.languages import get_language
 
 AUDIO = "audio"  # the folder of generated / reconstructed audio, and the system name of existing audio
-Voice = Literal["auto", "clone", "speaker", "instruct"]
+Voice = Literal["auto", "clone", "speaker", "instruct", "plain"]
 Metrics = Callable[[torch.Tensor, torch.Tensor, int], dict[str, float]]
 
 
@@ -189,12 +189,15 @@ def evaluate_asr(testset: str | os.PathLike | Sequence[TestItem], out: str | os.
 
 def choose_voice(item: TestItem, synth, voice: Voice = "auto") -> str:
     """How ``synth`` speaks ``item``: ``clone`` (its prompt audio, in-context with ``ref_text``, else x-vector only),
-    ``speaker`` (a named speaker of the model; ``instruct`` steers it) or ``instruct`` (a designed voice). ``auto``
-    takes the first of those the item has fields for and the model can do. A ValueError names the item otherwise."""
+    ``speaker`` (a named speaker of the model; ``instruct`` steers it), ``instruct`` (a designed voice) or ``plain``
+    (the layout without a speaker slot, as a talker trained without speakers speaks). ``auto`` takes the first of
+    those the item has fields for and the model can do, ``plain`` only for an item that names no voice at all. A
+    ValueError names the item otherwise."""
     can = {
         "clone": bool(item.ref_audio) and synth.model.speaker_encoder is not None,
         "speaker": bool(item.speaker) and item.speaker.lower() in synth.speakers,
         "instruct": bool(item.instruct) and synth.model_type == "voice_design",
+        "plain": voice == "plain" or not (item.ref_audio or item.speaker or item.instruct),
     }
     if voice != "auto":
         if not can[voice]:
@@ -240,9 +243,14 @@ def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice
                 elif mode == "speaker":
                     wavs = synth.custom_voice(texts, speaker=[i.speaker for i in batch], language=languages,
                                               instruct=[i.instruct for i in batch], **kwargs)
-                else:
+                elif mode == "instruct":
                     wavs = synth.voice_design(texts, instruct=[i.instruct for i in batch], language=languages,
                                               **kwargs)
+                else:
+                    from qtts.inference.synthesizer import Request
+
+                    requests = [Request(i.text, i.language) for i in batch]
+                    wavs = synth.decode(synth.generate_codes(requests, **kwargs))
                 for item, wav in zip(batch, wavs):
                     save_audio(paths[item.id], wav, synth.sample_rate)
                 bar.update(len(batch))

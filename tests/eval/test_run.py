@@ -247,6 +247,10 @@ def test_evaluate_tts_on_a_tiny_random_model(base_model, tone_set, tmp_path):
     stats = report["systems"]["generated"]
     assert list(stats) == ["en", "zh", OVERALL] and stats[OVERALL]["wer"] == 100.0
     assert report["settings"]["voice"] == "auto" and report["settings"]["sampling"] == {"max_new_tokens": FRAMES}
+    plain = evaluate_tts(synth, path, tmp_path / "plain", asr=ByLength({}), voice="plain", batch_size=4,
+                         max_new_tokens=FRAMES, greedy=True, progress=False)
+    assert plain["systems"]["generated"][OVERALL]["n"] == 4
+    assert all(sf.info(p).frames == FRAMES * HOP for p in (tmp_path / "plain" / "audio").iterdir())
 
     # resume: a deleted wav and its row are made again, nothing else
     (out / "audio" / "c.wav").unlink()
@@ -272,6 +276,8 @@ def test_choose_voice_by_the_items_fields_and_the_model(base_model):
         choose_voice(clone, synth, "speaker")
     with pytest.raises(ValueError, match=r"t:2: item 'b' names no voice this 'base' model can speak"):
         choose_voice(TestItem("b", "Hi.", "en", speaker="nobody", where="t:2"), synth)
+    assert choose_voice(TestItem("c", "Hi.", "en"), synth) == "plain"  # no voice named: no speaker slot
+    assert choose_voice(clone, synth, "plain") == "plain"
 
 
 def test_evaluate_tts_checks_every_voice_before_work(base_model, tone_set, tmp_path):
