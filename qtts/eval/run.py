@@ -41,15 +41,35 @@ Metrics = Callable[[torch.Tensor, torch.Tensor, int], dict[str, float]]
 
 
 @dataclass(frozen=True)
+class Clip:
+    """An audio file, or the ``[start, end)`` seconds of it (a manifest row may name a segment of a recording)."""
+
+    path: Path
+    start: float | None = None
+    end: float | None = None
+
+    @classmethod
+    def of(cls, item: TestItem) -> Clip:
+        """The item's own recording (``audio``, with its segment)."""
+        return cls(Path(item.needs_audio()), item.start, item.end)
+
+    def load(self, sample_rate: int) -> torch.Tensor | None:
+        """1-D float32 at ``sample_rate``; None for a whole file without samples (a model that stopped at once)."""
+        if self.start is None and self.end is None and audio_info(self.path).frames == 0:
+            return None
+        return load_audio(self.path, sample_rate, start=self.start, end=self.end)[0][0]
+
+
+@dataclass(frozen=True)
 class Job:
     """Score ``audio`` as ``system``'s rendering of ``item``; SIM against ``sim_reference``, codec metrics against
     ``metric_reference`` (when given and asked for)."""
 
     item: TestItem
     system: str
-    audio: Path
-    sim_reference: Path | None = None
-    metric_reference: Path | None = None
+    audio: Clip
+    sim_reference: Clip | None = None
+    metric_reference: Clip | None = None
 
 
 def _name(obj: Any) -> str | None:
@@ -65,6 +85,11 @@ def _items(testset: str | os.PathLike | Sequence[TestItem], language: str | None
     if not items:
         raise ValueError("the test set has no items")
     return items
+
+
+def _prompt(item: TestItem) -> Clip | None:
+    """What SIM compares with: the item's prompt audio (whole)."""
+    return Clip(Path(item.ref_audio)) if item.ref_audio else None
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -92,13 +117,6 @@ def _check_languages(asr: ASR, items: Sequence[TestItem]) -> None:
         asr.transcribe([], language)
 
 
-def _load16(path: Path) -> torch.Tensor | None:
-    """``path`` as 1-D float32 at 16 kHz; None when it holds no samples (a model that stopped at once)."""
-    if audio_info(path).frames == 0:
-        return None
-    return load_audio(path, ASR_SAMPLE_RATE)[0][0]
-
-
 def score_jobs(jobs: Sequence[Job], store: ResultsStore, asr: ASR, speaker_embedder=None, mos=None,
                metrics: Metrics | None = None, metric_rate: int = ASR_SAMPLE_RATE, batch_size: int = 8,
                progress: bool = True) -> int:
@@ -119,7 +137,7 @@ def score_jobs(jobs: Sequence[Job], store: ResultsStore, asr: ASR, speaker_embed
 def _score_batch(batch: list[Job], asr: ASR, speaker_embedder, mos, metrics: Metrics | None,
                  metric_rate: int) -> list[dict[str, Any]]:
     language = batch[0].item.language
-    wavs = [_load16(j.audio) for j in batch]
+    wavs = [j.audio.load(ASR_SAMPLE_RATE) for j in batch]
     live = [i for i, w in enumerate(wavs) if w is not None]
     hyps = [""] * len(batch)  # no audio: every reference unit is a deletion
     for i, hyp in zip(live, asr.transcribe([wavs[i] for i in live], language)):
@@ -129,13 +147,13 @@ def _score_batch(batch: list[Job], asr: ASR, speaker_embedder, mos, metrics: Met
         score = score_utterance(job.item.text, hyp, language, item=job.item.id)
         row = {"system": job.system, "id": job.item.id, "language": language, "text": job.item.text, "hyp": hyp,
                "wer": score.rate, "errors": score.errors, "units": score.units, "unit": score.unit,
-               "audio": str(job.audio)}
+               "audio": str(job.audio.path)}
         if wav is None:
             row["empty"] = True
         rows.append(row)
     sim_jobs = [i for i in live if batch[i].sim_reference is not None]
     if speaker_embedder is not None and sim_jobs:
-        refs = [load_audio(batch[i].sim_reference, ASR_SAMPLE_RATE)[0][0] for i in sim_jobs]
+        refs = [batch[i].sim_reference.load(ASR_SAMPLE_RATE) for i in sim_jobs]
         for i, sim in zip(sim_jobs, speaker_similarity(speaker_embedder, [wavs[i] for i in sim_jobs], refs)):
             rows[i]["sim"] = float(sim)
     if mos is not None and live:
@@ -144,8 +162,8 @@ def _score_batch(batch: list[Job], asr: ASR, speaker_embedder, mos, metrics: Met
     if metrics is not None:
         for i in live:
             if batch[i].metric_reference is not None:
-                reference = load_audio(batch[i].metric_reference, metric_rate)[0][0]
-                rendered = load_audio(batch[i].audio, metric_rate)[0][0]
+                reference = batch[i].metric_reference.load(metric_rate)
+                rendered = batch[i].audio.load(metric_rate)
                 values = metrics(reference, rendered, metric_rate).items()
                 rows[i].update({k: None if math.isnan(float(v)) else float(v) for k, v in values})  # NaN: undefined
     return rows
@@ -170,8 +188,8 @@ def evaluate_asr(testset: str | os.PathLike | Sequence[TestItem], out: str | os.
     out = Path(out)
     _check_batch_size(batch_size)
     items = _items(testset, language)
-    audio = {item.id: Path(audio_dir) / f"{item.id}.wav" if audio_dir else Path(item.needs_audio()) for item in items}
-    missing = [f"{item.where} ({audio[item.id]})" for item in items if not audio[item.id].is_file()]
+    audio = {item.id: Clip(Path(audio_dir) / f"{item.id}.wav") if audio_dir else Clip.of(item) for item in items}
+    missing = [f"{item.where} ({audio[item.id].path})" for item in items if not audio[item.id].path.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} audio files missing: " + "; ".join(missing[:5]))
     asr = _asr(asr, device)
@@ -179,7 +197,7 @@ def evaluate_asr(testset: str | os.PathLike | Sequence[TestItem], out: str | os.
     settings = _settings("asr", testset, language, audio_dir=audio_dir, asr=asr.name, sim=_name(speaker_embedder),
                          mos=_name(mos))
     store = ResultsStore(out, settings)
-    jobs = [Job(item, AUDIO, audio[item.id], Path(item.ref_audio) if item.ref_audio else None) for item in items]
+    jobs = [Job(item, AUDIO, audio[item.id], _prompt(item)) for item in items]
     score_jobs(jobs, store, asr, speaker_embedder, mos, batch_size=batch_size, progress=progress)
     return _finish(out, "asr", store, {AUDIO: jobs}, settings)
 
@@ -285,7 +303,7 @@ def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: st
         asr=asr.name, sim=_name(speaker_embedder), mos=_name(mos))
     store = ResultsStore(out, settings)
     paths = generate_audio(synth, items, out / AUDIO, voice, batch_size, seed, sampling, progress)
-    jobs = [Job(item, "generated", paths[item.id], Path(item.ref_audio) if item.ref_audio else None) for item in items]
+    jobs = [Job(item, "generated", Clip(paths[item.id]), _prompt(item)) for item in items]
     score_jobs(jobs, store, asr, speaker_embedder, mos, batch_size=batch_size, progress=progress)
     return _finish(out, "tts", store, {"generated": jobs}, settings)
 
@@ -305,7 +323,7 @@ def reconstruct_audio(codec, items: Sequence[TestItem], out_dir: Path, batch_siz
     with tqdm(total=len(todo), unit="utt", desc="codec", disable=not progress) as bar:
         for first in range(0, len(todo), batch_size):
             batch = todo[first:first + batch_size]
-            wavs = [load_audio(i.needs_audio(), codec.config.input_sample_rate)[0][0].to(device) for i in batch]
+            wavs = [Clip.of(i).load(codec.config.input_sample_rate).to(device) for i in batch]
             for item, wav in zip(batch, codec.decode(codec.encode(wavs))):
                 save_audio(paths[item.id], wav.float().cpu(), codec.sample_rate)
             bar.update(len(batch))
@@ -344,9 +362,9 @@ def evaluate_codec(codec, manifest: str | os.PathLike | Sequence[TestItem], out:
     store = ResultsStore(out, settings)
     paths = reconstruct_audio(model, items, out / AUDIO, batch_size, progress)
     systems = {
-        "reconstruction": [Job(item, "reconstruction", paths[item.id], Path(item.audio), Path(item.audio))
+        "reconstruction": [Job(item, "reconstruction", Clip(paths[item.id]), Clip.of(item), Clip.of(item))
                            for item in items],
-        "original": [Job(item, "original", Path(item.audio)) for item in items],
+        "original": [Job(item, "original", Clip.of(item)) for item in items],
     }
     for jobs in systems.values():
         score_jobs(jobs, store, asr, speaker_embedder, mos, metrics, model.sample_rate, batch_size, progress)

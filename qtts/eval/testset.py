@@ -39,6 +39,8 @@ class TestItem:
     ref_text: str | None = None  # its transcript
     instruct: str | None = None
     duration: float | None = None
+    start: float | None = None  # seconds into ``audio``: the item is that segment of the recording
+    end: float | None = None
     where: str = ""  # ``file:line``, for messages
 
     def needs_audio(self) -> str:
@@ -86,7 +88,10 @@ def _read_jsonl(path: Path) -> list[TestItem]:
         fields = {key: string_field(raw, key, where, required=True) for key in ("id", "text", "language")}
         fields |= {key: string_field(raw, key, where) for key in ("audio", "speaker", "ref_audio", "ref_text",
                                                                    "instruct")}
-        items.append(_item(fields, where, path.parent, seconds_field(raw, "duration", where)))
+        times = {key: seconds_field(raw, key, where) for key in ("duration", "start", "end")}
+        if times["start"] is not None and times["end"] is not None and times["end"] <= times["start"]:
+            raise ManifestError(where, "end", f"end {times['end']} is not after start {times['start']}")
+        items.append(_item(fields, where, path.parent, **times))
     return items
 
 
@@ -110,11 +115,11 @@ def _read_seed_tts(path: Path, language: str | None) -> list[TestItem]:
             names = ("id", "ref_text", "ref_audio", "text", "audio")
             fields = {name: value.strip() or None for name, value in zip(names, parts)}
             fields["language"] = language
-            items.append(_item(fields, where, path.parent, None))
+            items.append(_item(fields, where, path.parent))
     return items
 
 
-def _item(fields: dict, where: str, base_dir: Path, duration: float | None) -> TestItem:
+def _item(fields: dict, where: str, base_dir: Path, **times: float | None) -> TestItem:
     for key in ("id", "text"):
         if not (fields.get(key) or "").strip():
             raise ManifestError(where, key, "empty")
@@ -127,4 +132,4 @@ def _item(fields: dict, where: str, base_dir: Path, duration: float | None) -> T
     for key in ("audio", "ref_audio"):
         if fields.get(key):
             fields[key] = resolve_path(fields[key], base_dir)
-    return TestItem(**{k: v for k, v in fields.items() if v is not None}, duration=duration, where=where)
+    return TestItem(**{k: v for k, v in fields.items() if v is not None}, **times, where=where)

@@ -195,6 +195,24 @@ def test_audio_dir_scores_audio_made_elsewhere(tone_set, tmp_path):
         evaluate_asr(path, tmp_path / "out2", asr=ByLength(hyps), audio_dir=str(made), progress=False)
 
 
+def test_a_segment_of_a_recording_is_scored_and_reconstructed(tmp_path):
+    """A manifest row with ``start``/``end`` is that segment: the ASR hears it, the codec reconstructs it."""
+    from qtts.models.codec import SpeechTokenizer
+    from qtts.models.random_release import tiny_codec_config
+
+    _tone(tmp_path / "long.wav", 2.0, 220)
+    row = {"id": "seg", "text": "a b", "language": "en", "audio": "long.wav", "start": 0.5, "end": 1.0}
+    (tmp_path / "t.jsonl").write_text(json.dumps(row) + "\n")
+    asr = ByLength({8000: "a b"})
+    report = evaluate_asr(tmp_path / "t.jsonl", tmp_path / "out", asr=asr, progress=False)
+    assert asr.calls == [(8000, "en")] and report["systems"]["audio"]["en"]["wer"] == 0.0
+    seen = []
+    metrics = lambda ref, rec, rate: seen.append((len(ref), len(rec), rate)) or {}  # noqa: E731
+    evaluate_codec(SpeechTokenizer(tiny_codec_config()), tmp_path / "t.jsonl", tmp_path / "codec",
+                   asr=ByLength({8000: "a b"}), metrics=metrics, progress=False)
+    assert seen[0][0] == 12000 and abs(seen[0][1] - 12000) < 1920 and seen[0][2] == 24000  # 0.5 s at 24 kHz
+
+
 def test_empty_audio_scores_as_all_deletions(tone_set, tmp_path):
     """A clip without samples (a model that stopped at once) is not sent to the scorers: its transcript is empty
     (WER 1.0), it has no SIM or MOS, and the report counts it."""

@@ -75,6 +75,7 @@ def test_bad_meta_lst_lines_are_named(tmp_path, content, match):
     ('{"id": "a", "text": "x", "language": "xx"}', "t.jsonl:1: field 'language': unknown language 'xx'"),
     ('{"id": "a", "text": "x", "language": "en", "ref_text": "p"}', "t.jsonl:1: field 'ref_audio': missing"),
     ('{"id": "a", "text": "x", "language": "en", "duration": -1}', "t.jsonl:1: field 'duration'"),
+    ('{"id": "a", "text": "x", "language": "en", "start": 2, "end": 1}', "t.jsonl:1: field 'end': end 1.0 is not"),
     ('{"id": "a", "text": "x"', r"t.jsonl:1: invalid JSON"),
     ('[1]', "t.jsonl:1: expected a JSON object"),
 ])
