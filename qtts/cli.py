@@ -48,6 +48,7 @@ DEMO = {
     "voice_steps": "LoRA custom-voice steps (0 skips it and the synthesis)",
     "voice": "the corpus speaker who becomes the custom voice",
     "max_new_tokens": "most frames (80 ms) per synthesized sentence",
+    "eval_sentences": "held-out English sentences that evaluate the codec and the voice at the end (0: none)",
 }
 
 

@@ -98,3 +98,20 @@ def format_report(report: dict) -> str:
               "reference units × 100; > 50 %: utterances above 50 %, kept in both.", ""]
     return "\n".join(lines)
 
+
+COMPARISON_COLUMNS = {"sim": "SIM", "mos": "DNSMOS/MOS", "pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI",
+                      "mel_distance": "mel distance"}
+
+
+def format_comparison(systems: dict[str, dict[str, Any]]) -> str:
+    """One Markdown table comparing systems across reports: ``{label: stats}`` where each ``stats`` is one language's
+    (or the overall) entry of a report's system, e.g. ``report["systems"]["reconstruction"]["en"]``. Columns for
+    SIM, MOS and codec metrics appear when any system has them."""
+    keys = [key for key in COMPARISON_COLUMNS if any(stats.get(key) is not None for stats in systems.values())]
+    header = ["system", "n", "WER/CER ×100 (mean)", "corpus ×100", "> 50 %", *(COMPARISON_COLUMNS[k] for k in keys)]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for label, stats in systems.items():
+        cells = [label, str(stats["n"]), _number(stats["wer"], 2), _number(stats["corpus_wer"], 2),
+                 str(stats["above_50"]), *(_number(stats.get(key), 3) for key in keys)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
