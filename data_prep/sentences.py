@@ -1,4 +1,7 @@
-"""Hand-written everyday sentences for the synthetic corpus, one bank per released language.
+"""Hand-written everyday sentences for the synthetic corpus, one bank per released language, and a held-out bank.
+
+``SENTENCES`` is what training corpora are spoken from; ``HELD_OUT`` holds other sentences of the same kind that no
+corpus ever uses, for test sets (``data_prep.synthetic.generate_testset``): a model is judged on text it never saw.
 
 ``text`` is what goes into the manifest, in the language's ordinary script. ``spoken`` is what
 espeak-ng is given when that differs: Mandarin is spoken from tone-numbered pinyin (espeak reads
@@ -168,6 +171,118 @@ SENTENCES: dict[str, tuple[Sentence, ...]] = {
         Sentence("バスはもうすぐつきます。", "バスわもうすぐつきます。"),
         Sentence("あしたとしょかんへいきます。", "あしたとしょかんえいきます。"),
         Sentence("コーヒーとケーキをください。"),
+    ),
+}
+
+# Sentences that never go into a training corpus (a test checks the banks are disjoint): the test sets' texts.
+HELD_OUT: dict[str, tuple[Sentence, ...]] = {
+    "en": _plain(
+        "She left her umbrella on the bus this morning.",
+        "The soup was too hot to eat right away.",
+        "We planted a small apple tree behind the house.",
+        "Please close the window before you leave.",
+        "My brother plays the guitar every evening.",
+        "The museum is closed on Mondays.",
+        "Can you help me carry these boxes upstairs?",
+        "The river was calm and the water was clear.",
+        "I would like a cup of tea with milk.",
+        "The dog slept by the fire all afternoon.",
+        "Our neighbors are painting their fence green.",
+        "He forgot to turn off the lights in the kitchen.",
+        "The market sells fresh bread and cheese.",
+        "It is too cold to swim in the lake today.",
+        "They walked along the beach at sunset.",
+        "Do you know where the nearest pharmacy is?",
+    ),
+    "de": _plain(
+        "Morgen früh muss ich zur Bank gehen.",
+        "Die Nudeln in diesem Restaurant schmecken sehr gut.",
+        "Mein Freund wohnt direkt am Meer.",
+        "Bitte mach das Fenster zu.",
+        "Meine Mutter kocht gerade das Abendessen.",
+        "Hast du heute Abend Zeit?",
+        "Der kleine Hund rennt im Hof herum.",
+        "Nächsten Monat fahren wir nach Hamburg.",
+    ),
+    "fr": _plain(
+        "Demain matin, je dois aller à la banque.",
+        "Les pâtes de ce restaurant sont excellentes.",
+        "Mon ami habite tout près de la mer.",
+        "Ferme la fenêtre, s'il te plaît.",
+        "Ma mère prépare le repas dans la cuisine.",
+        "Es-tu libre ce soir?",
+        "Le petit chien court dans la cour.",
+        "Le mois prochain, nous partons à Lyon.",
+    ),
+    "es": _plain(
+        "Mañana por la mañana tengo que ir al banco.",
+        "La sopa de este restaurante está muy rica.",
+        "Mi amigo vive muy cerca del mar.",
+        "Cierra la ventana, por favor.",
+        "Mi madre está preparando la cena en la cocina.",
+        "¿Tienes tiempo esta noche?",
+        "El perrito corre por el patio.",
+        "El mes que viene viajamos a Sevilla.",
+    ),
+    "it": _plain(
+        "Domani mattina devo andare in banca.",
+        "Gli spaghetti di questo ristorante sono buonissimi.",
+        "Il mio amico abita vicino al mare.",
+        "Chiudi la finestra, per favore.",
+        "Mia madre sta preparando la cena in cucina.",
+        "Sei libero stasera?",
+        "Il cagnolino corre nel giardino.",
+        "Il mese prossimo andiamo a Firenze.",
+    ),
+    "pt": _plain(
+        "Amanhã de manhã tenho de ir ao banco.",
+        "A sopa deste restaurante é muito boa.",
+        "O meu amigo mora perto do mar.",
+        "Fecha a janela, por favor.",
+        "A minha mãe está a preparar o jantar na cozinha.",
+        "Tens tempo esta noite?",
+        "O cãozinho corre pelo quintal.",
+        "No próximo mês vamos a Lisboa.",
+    ),
+    "ru": _plain(
+        "Завтра утром мне нужно пойти в банк.",
+        "В этом ресторане очень вкусный суп.",
+        "Мой друг живёт рядом с морем.",
+        "Закрой, пожалуйста, окно.",
+        "Мама готовит ужин на кухне.",
+        "Ты свободен сегодня вечером?",
+        "Щенок бегает по двору.",
+        "В следующем месяце мы поедем в Москву.",
+    ),
+    "ko": _plain(
+        "내일 아침에 은행에 가야 해요.",
+        "이 식당의 국수가 정말 맛있어요.",
+        "제 친구는 바닷가 근처에 살아요.",
+        "창문 좀 닫아 주세요.",
+        "엄마가 부엌에서 저녁을 만들고 있어요.",
+        "오늘 저녁에 시간 있어요?",
+        "강아지가 마당에서 뛰어놀아요.",
+        "다음 달에 서울에 갈 거예요.",
+    ),
+    "zh": (
+        Sentence("明天早上我要去银行。", "ming2 tian1 zao3 shang5 wo3 yao4 qu4 yin2 hang2."),
+        Sentence("这家饭店的面条很好吃。", "zhe4 jia1 fan4 dian4 de5 mian4 tiao2 hen3 hao3 chi1."),
+        Sentence("我的朋友住在海边。", "wo3 de5 peng2 you5 zhu4 zai4 hai3 bian1."),
+        Sentence("请把窗户关上。", "qing3 ba3 chuang1 hu5 guan1 shang4."),
+        Sentence("妈妈在厨房里做饭。", "ma1 ma5 zai4 chu2 fang2 li3 zuo4 fan4."),
+        Sentence("你今天晚上有空吗？", "ni3 jin1 tian1 wan3 shang5 you3 kong4 ma5?"),
+        Sentence("小狗在院子里跑来跑去。", "xiao3 gou3 zai4 yuan4 zi5 li3 pao3 lai2 pao3 qu4."),
+        Sentence("我们下个月去北京。", "wo3 men5 xia4 ge4 yue4 qu4 bei3 jing1."),
+    ),
+    "ja": (
+        Sentence("あさごはんにパンをたべました。"),
+        Sentence("わたしはまいあさコーヒーをのみます。", "わたしわまいあさコーヒーをのみます。"),
+        Sentence("らいしゅう、きょうとへいきます。", "らいしゅう、きょうとえいきます。"),
+        Sentence("このみせのラーメンはおいしいです。", "このみせのラーメンわおいしいです。"),
+        Sentence("でんしゃがえきにつきました。"),
+        Sentence("いもうとはピアノをひきます。", "いもうとわピアノをひきます。"),
+        Sentence("まどをあけてもいいですか。"),
+        Sentence("きのうはとてもさむかったです。", "きのうわとてもさむかったです。"),
     ),
 }
 

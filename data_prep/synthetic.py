@@ -7,7 +7,15 @@ adds rows without changing the ones already there, and espeak-ng being determini
 arguments give byte-identical wavs. Files are written under a temporary name and renamed, so an
 interrupted run is resumed by running it again (valid wavs are kept).
 
+``--testset`` writes a held-out test set instead: one sentence of ``data_prep.sentences.HELD_OUT`` (never in a
+corpus) per item, read by a corpus speaker, with a voice-cloning prompt (another held-out sentence, same voice). It
+is written twice over the same wavs: ``OUT/testset.jsonl`` (a qtts manifest: ``id, audio, text, language, speaker,
+ref_audio, ref_text``) and one Seed-TTS-eval folder per language, ``OUT/<lang>/meta.lst`` with ``wavs/`` and
+``prompt-wavs/`` beside it (``utt|prompt_text|prompt_wav|target_text|gt_wav``), as BytedanceSpeech/seed-tts-eval
+lays out its test sets.
+
     python -m data_prep.synthetic OUT --per-speaker 4 --languages en,zh,ja
+    python -m data_prep.synthetic TESTSET --testset --languages en
 """
 
 from __future__ import annotations
@@ -25,15 +33,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.sentences import SENTENCES, join_sentences
+from data_prep.sentences import HELD_OUT, SENTENCES, join_sentences
 from qtts.audio.io import AudioError, audio_info
-from qtts.data.manifest import Utterance, write_manifest
+from qtts.data.manifest import Utterance, read_manifest, write_manifest
+from qtts.models.checkpoint import atomic_write
 from qtts.text.languages import get_language
 
 LANGUAGES = ("zh", "en", "ja", "ko", "de", "fr", "ru", "pt", "es", "it")
 ESPEAK_RATE = 22_050
 # Bump when the sentence bank or the voice table changes: an old folder then is not resumed into.
 CORPUS_VERSION = 1
+TESTSET_VERSION = 1  # the same, for the held-out bank and the test-set layout
 
 # espeak-ng voices per language (Mandarin only speaks pinyin through cmn-latn-pinyin).
 LANGUAGE_VOICES: dict[str, tuple[str, ...]] = {
@@ -196,9 +206,97 @@ def generate_corpus(
     return manifest
 
 
-def _check_stamp(out_dir: Path, seed: int) -> None:
-    stamp = out_dir / "synthetic.json"
-    expected = {"seed": seed, "version": CORPUS_VERSION}
+@dataclass(frozen=True)
+class HeldOutItem:
+    """One test-set item: the target (a held-out sentence) and its voice-cloning prompt (another held-out sentence
+    read by the same voice). Paths are relative to the test-set folder, in Seed-TTS-eval's per-language layout."""
+
+    target: SynthItem
+    prompt: SynthItem
+
+    @property
+    def audio_path(self) -> str:
+        return f"{self.target.language}/wavs/{self.target.id}.wav"
+
+    @property
+    def prompt_path(self) -> str:
+        return f"{self.target.language}/prompt-wavs/{self.target.id}.wav"
+
+
+def plan_testset(
+    per_language: int | None = None,
+    languages: Sequence[str] | None = None,
+    speakers_per_language: int = 3,
+    seed: int = 0,
+) -> list[HeldOutItem]:
+    """The held-out items: ``per_language`` sentences of each language's ``HELD_OUT`` bank (None: all of them) in a
+    seeded order, spread over the corpus's first ``speakers_per_language`` voices. An item depends only on
+    ``(seed, language, index, speakers)``, so asking for fewer items keeps the ones that remain unchanged."""
+    items = []
+    for language in normalize_languages(languages):
+        bank = HELD_OUT[language]
+        count = len(bank) if per_language is None else per_language
+        if not 1 <= count <= len(bank):
+            raise ValueError(f"{language}: {count} test items asked, the held-out bank has {len(bank)} sentences")
+        order = list(range(len(bank)))
+        random.Random(f"{seed}/testset/{language}").shuffle(order)
+        for k in range(count):
+            s = k % speakers_per_language
+            speaker, voice = f"{language}_spk{s}", speaker_voice(language, s)
+            ident = f"{language}_test_{k:04d}"
+            (text, spoken), (prompt_text, prompt_spoken) = (
+                join_sentences(language, [bank[order[j % len(bank)]]]) for j in (k, k + 1))
+            prompt = SynthItem(f"{ident}_prompt", language, speaker, voice, prompt_text, prompt_spoken)
+            items.append(HeldOutItem(SynthItem(ident, language, speaker, voice, text, spoken), prompt))
+    return items
+
+
+def generate_testset(
+    out_dir: str | os.PathLike,
+    per_language: int | None = None,
+    languages: Sequence[str] | None = None,
+    speakers_per_language: int = 3,
+    seed: int = 0,
+    workers: int = 2,
+) -> Path:
+    """Write the held-out test set (see :func:`plan_testset`) into ``out_dir``: the wavs, ``testset.jsonl`` and a
+    Seed-TTS-eval ``<lang>/meta.lst`` per language; returns the JSONL. Resumable like :func:`generate_corpus`."""
+    out_dir = Path(out_dir)
+    items = plan_testset(per_language, languages, speakers_per_language, seed)
+    _check_stamp(out_dir, seed, "testset.json", TESTSET_VERSION)
+    binary = espeak_binary()
+    todo = [(synth, out_dir / path) for item in items
+            for synth, path in ((item.target, item.audio_path), (item.prompt, item.prompt_path))
+            if not is_valid_wav(out_dir / path)]
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            jobs = [pool.submit(synthesize, synth, path, binary) for synth, path in todo]
+            for job in tqdm(jobs, desc="espeak-ng", unit="wav"):
+                job.result()
+    rows, lists = [], {}
+    for item in items:
+        target, prompt = item.target, item.prompt
+        if "|" in target.text + prompt.text:
+            raise ValueError(f"{target.id}: a sentence holds '|', the meta.lst separator")
+        extra = {"voice": str(target.voice)}
+        if target.spoken != target.text:
+            extra["spoken"] = target.spoken
+        duration = audio_info(out_dir / item.audio_path).duration
+        rows.append(Utterance(target.id, item.audio_path, target.text, target.language, target.speaker,
+                              round(duration, 4), ref_audio=item.prompt_path, ref_text=prompt.text, extra=extra))
+        lists.setdefault(target.language, []).append(
+            f"{target.id}|{prompt.text}|prompt-wavs/{target.id}.wav|{target.text}|wavs/{target.id}.wav\n")
+    for language, lines in lists.items():
+        meta = out_dir / language / "meta.lst"
+        atomic_write(meta, lambda tmp, lines=lines: tmp.write_text("".join(lines), encoding="utf-8"))
+    manifest = out_dir / "testset.jsonl"
+    write_manifest(manifest, rows)
+    return manifest
+
+
+def _check_stamp(out_dir: Path, seed: int, name: str = "synthetic.json", version: int = CORPUS_VERSION) -> None:
+    stamp = out_dir / name
+    expected = {"seed": seed, "version": version}
     if stamp.is_file():
         found = json.loads(stamp.read_text())
         if found != expected:
@@ -211,8 +309,13 @@ def _check_stamp(out_dir: Path, seed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="output folder (wavs/ and manifest.jsonl)")
+    parser.add_argument("out", type=Path, help="output folder (wavs/ and manifest.jsonl; with --testset: "
+                        "testset.jsonl and <lang>/meta.lst)")
     parser.add_argument("--per-speaker", type=int, default=4, help="utterances per speaker (default 4)")
+    parser.add_argument("--testset", action="store_true",
+                        help="write the held-out test set (sentences no corpus uses) instead of a corpus")
+    parser.add_argument("--per-language", type=int, default=None,
+                        help="with --testset: items per language (default: every held-out sentence)")
     parser.add_argument("--languages", default=None,
                         help=f"comma-separated codes or names (default all: {','.join(LANGUAGES)})")
     parser.add_argument("--speakers", type=int, default=3, help="speakers per language (default 3)")
@@ -220,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="espeak-ng processes at once (default 2)")
     args = parser.parse_args(argv)
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()] if args.languages else None
+    if args.testset:
+        manifest = generate_testset(args.out, args.per_language, languages, args.speakers, args.seed, args.workers)
+        count = len(read_manifest(manifest))
+        print(f"{count} test items -> {manifest} and {args.out}/<lang>/meta.lst")
+        return 0
     manifest = generate_corpus(args.out, args.per_speaker, languages, args.speakers, args.seed, args.workers)
     with open(manifest, encoding="utf-8") as f:
         count = sum(1 for _ in f)

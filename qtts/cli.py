@@ -29,6 +29,17 @@ EVAL_TALKER = {
                "named row (default for CustomVoice); plain: no speaker slot"),
     "max_rows": "rows per group at most",
 }
+EVAL_COMMON = {"batch_size": "utterances per batch", "device": "torch device (ASR, model, codec)",
+               "progress": "progress bars"}
+EVAL_ASR = EVAL_COMMON | {"audio_dir": "score DIR/ID.wav (audio made elsewhere) instead of the test set's audio"}
+EVAL_TTS = EVAL_COMMON | {
+    "voice": ("auto: per item, a prompt (ref_audio) to clone, else its speaker, else its instruct, else no speaker "
+              "slot (plain)"),
+    "seed": "sampling seed (each batch's seed derives from it and the batch's ids)",
+    "max_new_tokens": "most frames (80 ms) per item (default: the model's generation config)",
+    "greedy": "argmax codes instead of sampling",
+}
+EVAL_CODEC = EVAL_COMMON | {"metrics": "PESQ-WB/NB, STOI, mel distance and SI-SDR of each reconstruction"}
 DEMO = {
     "per_speaker": "utterances per synthetic speaker",
     "train_steps": "speaker-encoder steps (0 skips it)",
@@ -37,6 +48,7 @@ DEMO = {
     "voice_steps": "LoRA custom-voice steps (0 skips it and the synthesis)",
     "voice": "the corpus speaker who becomes the custom voice",
     "max_new_tokens": "most frames (80 ms) per synthesized sentence",
+    "eval_sentences": "held-out English sentences that evaluate the codec and the voice at the end (0: none)",
 }
 
 
@@ -283,6 +295,35 @@ def build_parser() -> _Parser:
     options_from_signature(ev, "qtts.tasks.talker_eval:evaluate_talker_on_codes", EVAL_TALKER)
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_eval_talker)
+
+    evaluate = commands.add_parser("eval", help="WER/CER, SIM and MOS by the Seed-TTS-eval rules: of existing audio, "
+                                   "of a TTS model or of a codec (resumable; report.json/.md/.png in --out)")
+    evaluate = evaluate.add_subparsers(dest="eval_command", required=True)
+    ea = evaluate.add_parser("asr", help="score the audio of a test set")
+    ea.add_argument("testset", help="JSONL test set (id, audio, text, language) or Seed-TTS-eval meta.lst / its folder")
+    options_from_signature(ea, "qtts.eval.run:evaluate_asr", EVAL_ASR)
+    et = evaluate.add_parser("tts", help="generate a test set with a model, then score it (SIM against the prompts)")
+    et.add_argument("model", help="model folder, run folder or talker checkpoint")
+    et.add_argument("testset", help="JSONL test set or Seed-TTS-eval meta.lst / its folder")
+    et.add_argument("--codec", default=None, help="speech tokenizer folder (default: the model's)")
+    options_from_signature(et, "qtts.eval.run:evaluate_tts", EVAL_TTS)
+    ec = evaluate.add_parser("codec", help="reconstruct a manifest's audio with a codec and score it against the "
+                             "originals (WER of both, SIM, MOS, PESQ/STOI/mel distance)")
+    ec.add_argument("codec", help="tokenizer folder, or a model folder with speech_tokenizer/")
+    ec.add_argument("manifest", help="JSONL manifest / test set (or a Seed-TTS-eval list with gt_wav)")
+    options_from_signature(ec, "qtts.eval.run:evaluate_codec", EVAL_CODEC)
+    for p, func, options in ((ea, _eval_asr, EVAL_ASR), (et, _eval_tts, EVAL_TTS), (ec, _eval_codec, EVAL_CODEC)):
+        p.add_argument("--out", required=True, help="output folder (results.jsonl, report.json/.md/.png)")
+        p.add_argument("--asr", default=None, metavar="PATH",
+                       help="local Whisper folder (CTranslate2 or transformers; default: the built-in tiny.en)")
+        p.add_argument("--language", default=None, help="evaluate this language only (a Seed-TTS-eval list: its "
+                       "language; default: the list's folder name)")
+        p.add_argument("--sim", nargs="?", const="", default=None, metavar="SOURCE",
+                       help="speaker similarity; SOURCE: a speaker-embedding model (default: the built-in one)")
+        p.add_argument("--mos", nargs="?", const="", default=None, metavar="SOURCE",
+                       help="predicted MOS; SOURCE: a MOS model (default: DNSMOS)")
+        p.add_argument("--json", action="store_true", help="print report.json instead of the tables")
+        p.set_defaults(func=func, options=options)
 
     t = commands.add_parser("train", help="train a task: Hydra overrides over the packaged configs, as "
                             "scripts/train.py takes them (qtts train experiment=talker_demo trainer.max_steps=10)")
@@ -572,6 +613,52 @@ def _eval_talker(args: argparse.Namespace) -> int:
             print(f"{group:>16} | {r['rows']:4d} | {r['loss']:.4f} | {r['talker_loss']:.4f} | "
                   f"{r['predictor_loss']:.4f}")
     return 0
+
+
+def _eval_scorers(args: argparse.Namespace) -> dict[str, Any]:
+    """The speaker embedder and MOS predictor the options ask for (None when not asked)."""
+    scorers: dict[str, Any] = {"speaker_embedder": None, "mos": None}
+    if args.sim is not None:
+        from qtts.eval.similarity import open_speaker_embedder
+
+        scorers["speaker_embedder"] = open_speaker_embedder(args.sim or None, device=args.device)
+    if args.mos is not None:
+        from qtts.eval.naturalness import open_mos
+
+        scorers["mos"] = open_mos(args.mos or None)
+    return scorers
+
+
+def _eval_run(args: argparse.Namespace, run: Callable[..., dict]) -> int:
+    """Open the scorers, run one evaluation, print its report; an error is one line and exit status 2."""
+    from qtts.eval.report import format_report
+
+    try:
+        report = run(asr=args.asr, language=args.language, **_eval_scorers(args), **_picked(args, args.options))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # bad test set, missing model or audio, …
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    print(f"wrote {Path(args.out) / 'report.md'}, report.json, report.png and results.jsonl")
+    return 0
+
+
+def _eval_asr(args: argparse.Namespace) -> int:
+    from qtts.eval.run import evaluate_asr
+
+    return _eval_run(args, functools.partial(evaluate_asr, args.testset, args.out))
+
+
+def _eval_tts(args: argparse.Namespace) -> int:
+    from qtts.eval.run import evaluate_tts
+
+    return _eval_run(args, functools.partial(evaluate_tts, args.model, args.testset, args.out, codec=args.codec))
+
+
+def _eval_codec(args: argparse.Namespace) -> int:
+    from qtts.eval.run import evaluate_codec
+
+    return _eval_run(args, functools.partial(evaluate_codec, args.codec, args.manifest, args.out))
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 
 def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps: int = 60,
-             talker_steps: int = 80, voice_steps: int = 40, voice: str = "en_spk0", max_new_tokens: int = 40) -> int:
+             talker_steps: int = 80, voice_steps: int = 40, voice: str = "en_spk0", max_new_tokens: int = 40,
+             eval_sentences: int = 8) -> int:
     """``train_steps`` (speaker encoder), ``codec_steps``, ``talker_steps`` (pretraining) and ``voice_steps`` (LoRA)
     size the trainings; 0 skips that one and (for the last three) what builds on it. ``voice`` is the corpus speaker
-    who becomes the custom voice; ``max_new_tokens`` caps each synthesized sentence (frames of 80 ms)."""
+    who becomes the custom voice; ``max_new_tokens`` caps each synthesized sentence (frames of 80 ms).
+    ``eval_sentences`` held-out English sentences (0: none) evaluate the codec and the custom voice at the end."""
     from data_prep.synthetic import generate_corpus
     from qtts.data.corpus import build_corpus, format_summary, summarize
     from qtts.data.validate import validate_manifest
@@ -30,51 +32,57 @@ def run_demo(out: Path, per_speaker: int = 6, train_steps: int = 60, codec_steps
     out = Path(out).resolve()
     times: dict[str, float] = {}
     t0 = time.time()
-    with _stage("1/9 synthetic multilingual corpus (espeak-ng, 10 languages, 3 voices each)", times):
+    with _stage("1/10 synthetic multilingual corpus (espeak-ng, 10 languages, 3 voices each)", times):
         manifest = generate_corpus(out / "synthetic", utterances_per_speaker=per_speaker)
 
-    with _stage("2/9 validate", times):
+    with _stage("2/10 validate", times):
         report = validate_manifest(manifest, out / "validated")
         print(report.summary())
     if report.clean == 0:
         print("no usable rows", file=sys.stderr)
         return 1
 
-    with _stage("3/9 Arrow corpus with tokenized text (built-in Qwen2 BPE)", times):
+    with _stage("3/10 Arrow corpus with tokenized text (built-in Qwen2 BPE)", times):
         tokenizer = load_text_tokenizer()
         ds = build_corpus(out / "validated" / "clean.jsonl", out / "corpus",
                           encode_text=lambda text: target_ids(tokenizer, text).content)
         print(f"{len(ds)} rows → {out / 'corpus'}")
 
-    with _stage("4/9 summary per language and speaker", times):
+    with _stage("4/10 summary per language and speaker", times):
         print(format_summary(summarize(ds)))
 
     if train_steps > 0:
-        with _stage(f"5/9 speaker-encoder training, {train_steps} steps on CPU (qtts train, in this process)", times):
+        with _stage(f"5/10 speaker-encoder training, {train_steps} steps on CPU (qtts train, in this process)", times):
             _train("speaker_encoder_demo", out, train_steps, f"data.corpus={out / 'corpus'}", product=None)
     steps = [codec_steps, talker_steps, voice_steps]
     if codec_steps > 0:
-        with _stage(f"6/9 tiny 12.5 Hz codec (16 groups of 2048): GAN training ({codec_steps} optimizer steps), "
+        with _stage(f"6/10 tiny 12.5 Hz codec (16 groups of 2048): GAN training ({codec_steps} optimizer steps), "
                     "export, code extraction over the corpus, reconstructions", times):
             codec, stale = _codec_stage(out, codec_steps)
         if codec is None:
             return 1
     if all(s > 0 for s in steps[:2]):
-        with _stage(f"7/9 tiny talker pretraining on the corpus's codes, {talker_steps} steps", times):
+        with _stage(f"7/10 tiny talker pretraining on the corpus's codes, {talker_steps} steps", times):
             _redo(stale, out / "runs" / "talker_demo")
             talker, trained = _train("talker_demo", out, talker_steps, f"data.codes={out / 'codes'}",
                                      f"task.codec={codec}")
             stale |= trained
             print(f"released-layout Base folder → {talker / 'export'}: {_listing(talker / 'export')}")
     if all(s > 0 for s in steps):
-        with _stage(f"8/9 custom voice {voice!r}: a codec row named after it (qtts speakers add), LoRA fine-tune on "
+        with _stage(f"8/10 custom voice {voice!r}: a codec row named after it (qtts speakers add), LoRA fine-tune on "
                     f"its codes ({voice_steps} steps)", times):
             _redo(stale, out / "base_with_voice", out / "runs" / "custom_voice")
             run, trained = _voice_stage(out, talker / "export", voice, per_speaker, voice_steps)
-        _redo(stale or trained, out / "custom_voice")
-        with _stage(f"9/9 one sentence in each of the ten languages, spoken by {voice!r}", times):
+        stale |= trained
+        _redo(stale, out / "custom_voice")
+        with _stage(f"9/10 one sentence in each of the ten languages, spoken by {voice!r}", times):
             if not _speak(out / "custom_voice", run, voice, max_new_tokens):
                 return 1
+    if codec_steps > 0 and eval_sentences > 0:
+        _redo(stale, out / "eval")
+        with _stage(f"10/10 evaluation on {eval_sentences} held-out English sentences (qtts eval: Whisper base WER, "
+                    "Resemblyzer SIM, DNSMOS, PESQ/STOI) against the espeak-ng floor", times):
+            _evaluate(out, codec, run if all(s > 0 for s in steps) else None, voice, eval_sentences)
     print("\n" + "\n".join(f"{seconds:7.1f} s  {title}" for title, seconds in times.items()))
     print(f"demo finished in {time.time() - t0:.0f} s; outputs under {out}")
     return 0
@@ -165,6 +173,39 @@ def _speak(folder: Path, run: Path, voice: str, max_new_tokens: int) -> bool:
     print(f"Synthesizer.load_adapter: base + adapter/ {'gives the same' if same else 'differs from the'} greedy codes "
           f"as the merged export ({len(a)} and {len(b)} frames)", file=sys.stdout if same else sys.stderr)
     return same
+
+
+def _evaluate(out: Path, codec: Path, voice_run: Path | None, voice: str, sentences: int) -> None:
+    """``qtts eval codec`` and ``qtts eval tts`` (the custom voice speaking every sentence by name) on held-out English
+    sentences (``data_prep.synthetic.generate_testset``), printed as one table with the espeak-ng originals, the floor
+    both are measured against, and written to ``out/eval/summary.md``. Each report folder resumes."""
+    import dataclasses
+    import math
+
+    from data_prep.synthetic import generate_testset
+    from qtts.eval.asr import open_asr
+    from qtts.eval.naturalness import open_mos
+    from qtts.eval.report import format_comparison
+    from qtts.eval.run import evaluate_codec, evaluate_tts
+    from qtts.eval.similarity import open_speaker_embedder
+    from qtts.eval.testset import read_testset
+
+    items = read_testset(generate_testset(out / "testset", per_language=sentences, languages=["en"]))
+    scorers = dict(asr=open_asr(), speaker_embedder=open_speaker_embedder(), mos=open_mos(), progress=False)
+    codec_report = evaluate_codec(codec, items, out / "eval" / "codec", **scorers)
+    table = {"espeak-ng originals (floor)": codec_report["systems"]["original"]["en"],
+             "codec reconstructions": codec_report["systems"]["reconstruction"]["en"]}
+    if voice_run is not None:
+        # the voice by name; its frames capped at 1.5× the espeak reading, so a talker that misses EOS still ends
+        frames = math.ceil(1.5 * 12.5 * max(item.duration or 10.0 for item in items))
+        by_name = [dataclasses.replace(item, speaker=voice, ref_audio=None, ref_text=None) for item in items]
+        tts = evaluate_tts(voice_run, by_name, out / "eval" / "custom_voice", voice="speaker", max_new_tokens=frames,
+                           **scorers)
+        table[f"custom voice {voice!r} (talker + LoRA, sampled)"] = tts["systems"]["generated"]["en"]
+    summary = format_comparison(table)
+    (out / "eval" / "summary.md").write_text(summary, encoding="utf-8")
+    print(summary + "SIM: codec reconstruction vs original (none for the voice: its items have no prompt); "
+          f"per-utterance results and plots under {out / 'eval'}")
 
 
 def _train(experiment: str, out: Path, steps: int, *overrides: str,

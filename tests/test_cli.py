@@ -105,6 +105,20 @@ def test_flags_default_to_the_library(monkeypatch, tmp_path):
     assert main(["eval-talker", "MODEL", "CODES"]) == 0
     assert passed_defaults("evaluate_talker_on_codes", defaults) == {"by", "layout", "languages", "max_rows"}
 
+    from qtts.eval import run as eval_run
+
+    common = {"asr", "language", "speaker_embedder", "mos", "batch_size", "device", "progress"}
+    report = {"kind": "asr", "settings": {}, "systems": {}}
+    defaults = fake(eval_run, "evaluate_asr", report)
+    assert main(["eval", "asr", "SET", "--out", str(tmp_path / "ea")]) == 0
+    assert passed_defaults("evaluate_asr", defaults) == common | {"audio_dir"}
+    defaults = fake(eval_run, "evaluate_tts", report)
+    assert main(["eval", "tts", "MODEL", "SET", "--out", str(tmp_path / "et")]) == 0
+    assert passed_defaults("evaluate_tts", defaults) == common | {"codec", "voice", "seed", "max_new_tokens", "greedy"}
+    defaults = fake(eval_run, "evaluate_codec", report)
+    assert main(["eval", "codec", "CODEC", "SET", "--out", str(tmp_path / "ec")]) == 0
+    assert passed_defaults("evaluate_codec", defaults) == common | {"metrics"}
+
     defaults = fake(demo, "run_demo", 0)
     assert main(["demo"]) == 0
     assert passed_defaults("run_demo", defaults) == set(defaults)
@@ -164,7 +178,7 @@ def test_a_command_imports_only_its_library_module():
 
     code = ("import sys; from qtts.cli import build_parser; build_parser().parse_args(['data', 'summary', 'C']); "
             "print(sorted(m for m in ('qtts.data.extract_codes', 'qtts.inference.long_form', 'qtts.tasks.talker_eval',"
-            " 'qtts.data.validate') if m in sys.modules))")
+            " 'qtts.data.validate', 'qtts.eval.run') if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True,
                          timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr

@@ -16,7 +16,8 @@ def test_demo_ends_with_a_custom_voice_in_ten_languages(tmp_path, monkeypatch):
                 "QTTS_RESUME_CKPT"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", subprocess_env()["OMP_NUM_THREADS"])
-    size = dict(per_speaker=2, train_steps=0, codec_steps=4, talker_steps=4, voice_steps=3, max_new_tokens=4)
+    size = dict(per_speaker=2, train_steps=0, codec_steps=4, talker_steps=4, voice_steps=3, max_new_tokens=4,
+                eval_sentences=2)
     assert run_demo(tmp_path, **size) == 0
 
     wavs = tmp_path / "custom_voice"
@@ -31,12 +32,22 @@ def test_demo_ends_with_a_custom_voice_in_ten_languages(tmp_path, monkeypatch):
     assert (talker_run / "export" / "speech_tokenizer" / "config.json").is_file()  # a complete released folder
     assert (voice_run / "export" / "speech_tokenizer" / "config.json").is_file()
 
+    # it ends with the evaluation table: the espeak-ng floor, the codec's reconstructions, the custom voice
+    table = (tmp_path / "eval" / "summary.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == [
+        "| espeak-ng originals (floor)", "| codec reconstructions", "| custom voice 'en_spk0' (talker + LoRA, sampled)"]
+    assert all(row.split(" | ")[1] == "2" for row in table[2:])
+    results = tmp_path / "eval" / "codec" / "results.jsonl"
+    assert len(results.read_text().splitlines()) == 4  # 2 reconstructions + 2 originals
+
     # a second run trains nothing again
     before = sorted(p.relative_to(runs) for p in runs.glob("*/*"))
     stamp = (wavs / "en.wav").stat().st_mtime_ns
+    results_stamp = results.stat().st_mtime_ns
     assert run_demo(tmp_path, **size) == 0
     assert sorted(p.relative_to(runs) for p in runs.glob("*/*")) == before
     assert (wavs / "en.wav").stat().st_mtime_ns == stamp
+    assert results.stat().st_mtime_ns == results_stamp  # the evaluation resumed: nothing left to score
 
     # two more codec steps: the codec run continues, and the codes, talker, voice and sentences built on it are redone
     (codec_run,) = (runs / "codec_demo").iterdir()

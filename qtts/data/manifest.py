@@ -63,21 +63,13 @@ def parse_row(raw: Any, where: str, base_dir: Path) -> Utterance:
     """Check one decoded JSON value against the schema and resolve its paths."""
     if not isinstance(raw, dict):
         raise ManifestError(where, None, f"expected a JSON object, got {type(raw).__name__}")
-    for key in REQUIRED:
-        if key not in raw or raw[key] is None:
-            raise ManifestError(where, key, "missing")
-        if not isinstance(raw[key], str):
-            raise ManifestError(where, key, f"expected a string, got {type(raw[key]).__name__}")
-    if not raw["id"].strip():
-        raise ManifestError(where, "id", "empty")
-    if not raw["audio"].strip():
-        raise ManifestError(where, "audio", "empty")
-    values: dict[str, Any] = {key: raw[key] for key in REQUIRED}
+    values: dict[str, Any] = {key: string_field(raw, key, where, required=True) for key in REQUIRED}
+    for key in ("id", "audio"):
+        if not values[key].strip():
+            raise ManifestError(where, key, "empty")
     for key in OPTIONAL_TEXT:
         if raw.get(key) is not None:
-            if not isinstance(raw[key], str):
-                raise ManifestError(where, key, f"expected a string, got {type(raw[key]).__name__}")
-            values[key] = raw[key]
+            values[key] = string_field(raw, key, where)
     for key in ("duration", *OPTIONAL_TIME):
         if raw.get(key) is not None:
             values[key] = _seconds(raw[key], where, key)
@@ -88,6 +80,23 @@ def parse_row(raw: Any, where: str, base_dir: Path) -> Utterance:
         values["ref_audio"] = resolve_path(values["ref_audio"], base_dir)
     extra = {k: v for k, v in raw.items() if k not in _KNOWN}
     return Utterance(**values, extra=extra)
+
+
+def string_field(raw: dict[str, Any], key: str, where: str, required: bool = False) -> str | None:
+    """``raw[key]`` checked to be a string (None when absent and not ``required``); a ManifestError otherwise."""
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise ManifestError(where, key, "missing")
+        return None
+    if not isinstance(value, str):
+        raise ManifestError(where, key, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def seconds_field(raw: dict[str, Any], key: str, where: str) -> float | None:
+    """``raw[key]`` as finite non-negative seconds (None when absent); a ManifestError otherwise."""
+    return None if raw.get(key) is None else _seconds(raw[key], where, key)
 
 
 def _seconds(value: Any, where: str, key: str) -> float:

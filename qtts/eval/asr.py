@@ -160,7 +160,7 @@ class FasterWhisperASR(ASR):
         self,
         path: str | Path,
         device: str = "cpu",
-        compute_type: str = "default",
+        compute_type: str | None = None,
         cpu_threads: int = 0,
         english_only_hint: str | None = None,
     ):
@@ -168,6 +168,8 @@ class FasterWhisperASR(ASR):
 
         self.path = Path(path)
         self.name = f"faster-whisper:{self.path}"
+        # the packaged models are stored in float16, which CPUs run as float32 anyway (CTranslate2 warns on each load)
+        compute_type = compute_type or ("float32" if device == "cpu" else "default")
         self.model = WhisperModel(str(self.path), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
         self._english_only_hint = english_only_hint
 

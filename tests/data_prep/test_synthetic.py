@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from data_prep import synthetic
-from data_prep.sentences import SENTENCES
-from data_prep.synthetic import LANGUAGES, generate_corpus, plan_corpus
+from data_prep.sentences import HELD_OUT, SENTENCES
+from data_prep.synthetic import LANGUAGES, generate_corpus, generate_testset, plan_corpus, plan_testset
 from qtts.audio.io import audio_info, load_audio
 from qtts.data.manifest import read_manifest
 
@@ -21,23 +21,24 @@ def _hashes(folder):
             for p in sorted(folder.rglob("*.wav"))}
 
 
-def test_sentence_bank_covers_every_language_with_consistent_spoken_forms():
-    assert set(SENTENCES) == set(LANGUAGES)
-    for language, bank in SENTENCES.items():
-        assert len(bank) >= 10, language
+@pytest.mark.parametrize(("banks", "least"), [(SENTENCES, 10), (HELD_OUT, 8)], ids=["corpus", "held_out"])
+def test_sentence_bank_covers_every_language_with_consistent_spoken_forms(banks, least):
+    assert set(banks) == set(LANGUAGES)
+    for language, bank in banks.items():
+        assert len(bank) >= least, language
         assert len({s.text for s in bank}) == len(bank), f"{language}: repeated sentence"
-    for s in SENTENCES["zh"]:
+    for s in banks["zh"]:
         hanzi = [c for c in s.text if unicodedata.name(c).startswith("CJK UNIFIED")]
         syllables = re.findall(r"[a-zü]+\d?", s.spoken)
         assert len(hanzi) == len(syllables), f"{s.text} vs {s.spoken}"
         assert all(re.fullmatch(r"[a-zü]+[1-5]", syl) for syl in syllables), s.spoken
-    for s in SENTENCES["ja"]:
+    for s in banks["ja"]:
         assert all(unicodedata.name(c).startswith(("HIRAGANA", "KATAKANA", "IDEOGRAPHIC")) for c in s.text), s.text
         # the spoken form only rewrites the particles は/へ as they sound
         assert len(s.speech) == len(s.text)
         assert all(a == b or (a, b) in {("は", "わ"), ("へ", "え")} for a, b in zip(s.text, s.speech)), s.text
     for language in set(LANGUAGES) - {"zh", "ja"}:
-        assert all(s.spoken is None for s in SENTENCES[language])
+        assert all(s.spoken is None for s in banks[language])
 
 
 def test_plan_is_deterministic_and_stable_under_subsetting():
@@ -105,3 +106,61 @@ def test_rerun_resumes_only_missing_or_broken_wavs(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in wavs[2:]} == untouched
     with pytest.raises(ValueError, match="seed"):
         generate_corpus(tmp_path, utterances_per_speaker=2, languages=["ko"], seed=1)
+
+
+def test_held_out_sentences_never_reach_a_corpus():
+    """No held-out sentence is in the corpus bank, nor inside any utterance a corpus can be planned with."""
+    for language in LANGUAGES:
+        held = {s.text for s in HELD_OUT[language]}
+        assert not held & {s.text for s in SENTENCES[language]}, language
+        assert not held & {s.speech for s in SENTENCES[language]}, language
+    corpus = plan_corpus(12, None, 6, seed=0) + plan_corpus(12, None, 6, seed=1)
+    for item in corpus:
+        for s in HELD_OUT[item.language]:
+            assert s.text not in item.text and s.speech not in item.spoken, (item.id, s.text)
+    for item in plan_testset(speakers_per_language=6):
+        assert item.target.text in {s.text for s in HELD_OUT[item.target.language]}
+        assert item.prompt.text in {s.text for s in HELD_OUT[item.target.language]}
+
+
+def test_testset_plan_is_deterministic_and_stable_under_subsetting():
+    full = plan_testset(None, None, 3, seed=0)
+    assert full == plan_testset(None, None, 3, seed=0)
+    assert len(full) == sum(len(bank) for bank in HELD_OUT.values())
+    small = plan_testset(3, ["en", "japanese"], 3, seed=0)
+    assert small == [i for i in full if i.target.language in {"en", "ja"} and int(i.target.id[-4:]) < 3]
+    assert [i.target.text for i in plan_testset(None, ["en"], seed=1)] != [
+        i.target.text for i in full if i.target.language == "en"]
+    for item in full:
+        assert item.prompt.text != item.target.text and item.prompt.voice == item.target.voice
+        assert item.target.speaker == f"{item.target.language}_spk{int(item.target.id[-4:]) % 3}"
+    en = [i for i in full if i.target.language == "en"]
+    assert sorted(i.target.text for i in en) == sorted(s.text for s in HELD_OUT["en"])  # each sentence once
+    with pytest.raises(ValueError, match="en: 17 test items asked, the held-out bank has 16"):
+        plan_testset(17, ["en"])
+
+
+@needs_espeak
+def test_testset_as_jsonl_and_seed_tts_lists_over_the_same_wavs(tmp_path):
+    assert synthetic.main([str(tmp_path), "--testset", "--per-language", "2", "--languages", "en,zh"]) == 0
+    rows = read_manifest(tmp_path / "testset.jsonl")
+    assert [r.id for r in rows] == ["en_test_0000", "en_test_0001", "zh_test_0000", "zh_test_0001"]
+    for language in ("en", "zh"):
+        lines = (tmp_path / language / "meta.lst").read_text(encoding="utf-8").splitlines()
+        mine = [r for r in rows if r.language == language]
+        assert lines == [f"{r.id}|{r.ref_text}|prompt-wavs/{r.id}.wav|{r.text}|wavs/{r.id}.wav" for r in mine]
+        for r in mine:
+            assert r.audio == str(tmp_path / language / "wavs" / f"{r.id}.wav")
+            assert r.ref_audio == str(tmp_path / language / "prompt-wavs" / f"{r.id}.wav")
+            assert audio_info(r.audio).duration == pytest.approx(r.duration, abs=1e-3)
+            assert audio_info(r.ref_audio).frames > 0
+    before = _hashes(tmp_path)
+    assert len(before) == 8  # a target and a prompt per item
+    prompt = tmp_path / "en" / "prompt-wavs" / "en_test_0001.wav"
+    prompt.write_bytes(prompt.read_bytes()[:40])  # torn
+    untouched = tmp_path / "zh" / "wavs" / "zh_test_0000.wav"
+    mtime = untouched.stat().st_mtime_ns
+    generate_testset(tmp_path, per_language=2, languages=["en", "zh"])
+    assert _hashes(tmp_path) == before and untouched.stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="seed"):
+        generate_testset(tmp_path, per_language=2, languages=["en"], seed=4)
