@@ -28,7 +28,8 @@ from qtts.training.media import log_audio
 
 
 class HeldOutEvaluation(L.Callback):
-    """sentences: a JSONL test set (``qtts.eval.heldout.read_sentences``); the first ``count`` of them (of
+    """sentences: a test set (``qtts.eval.testset.read_testset``: JSONL or Seed-TTS-eval, e.g. the held-out set of
+    ``python -m data_prep.synthetic OUT --testset``); the first ``count`` of them (of
     ``languages`` only, when given) are spoken every ``every`` validations. ``asr``: a model path for
     ``qtts.eval.asr.open_asr`` (None: the built-in one). ``speaker_embedder``: SIM against the sentences' prompt
     audio, with ``qtts.eval.similarity.open_speaker_embedder`` of this path, or of its built-in default for
@@ -40,12 +41,12 @@ class HeldOutEvaluation(L.Callback):
                  asr: str | None = None, speaker_embedder: str | bool | None = None, mos: str | None = None,
                  codec: str | None = None, audio: int = 2, batch_size: int = 8, max_new_tokens: int = 256,
                  sampling: dict | None = None, device: str | None = None):
-        from qtts.eval.heldout import read_sentences
+        from qtts.eval.testset import read_testset
         from qtts.text.languages import get_language
 
         if every < 1 or count < 1:
             raise ValueError(f"every and count must be >= 1, got every={every}, count={count}")
-        items = read_sentences(sentences)
+        items = read_testset(sentences)
         if languages:
             keep = {get_language(x).code for x in languages}
             items = [s for s in items if get_language(s.language).code in keep]

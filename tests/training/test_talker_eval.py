@@ -60,11 +60,11 @@ def test_evaluate_scores_and_restores_train_mode_and_rngs(heldout, talker_codes)
     assert all(torch.isfinite(p.grad).all() for p in task.model.talker.parameters() if p.grad is not None)
 
 
-def test_a_missing_field_names_the_file_and_line(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"text": "hi", "language": "en"}) + "\n" + json.dumps({"text": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'language'"):
-        HeldOutEvaluation(str(path))
+def test_a_bad_test_set_is_named(tmp_path, heldout):
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        HeldOutEvaluation(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="no sentences in languages"):
+        HeldOutEvaluation(str(heldout), languages=["fr"])
 
 
 STEPS, KILL_STEP = 10, 4
