@@ -35,7 +35,8 @@ class HeldOutEvaluation(L.Callback):
     audio, with ``qtts.eval.similarity.open_speaker_embedder`` of this path, or of its built-in default for
     ``true``; ``mos``: ``qtts.eval.naturalness.open_mos`` of this name or path (``dnsmos``); None: not scored.
     ``audio``: how many of the clips are logged as audio. Generation is greedy by default (``sampling``: the
-    ``Synthesizer``'s settings to override); ``max_new_tokens`` bounds a model that does not stop yet."""
+    ``Synthesizer``'s settings to override); ``max_new_tokens`` bounds a model that does not stop yet. ``device``:
+    where the ASR and the speaker embedder run (default CPU; the model generates where it trains)."""
 
     def __init__(self, sentences: str, every: int = 1, count: int = 8, languages: list[str] | None = None,
                  asr: str | None = None, speaker_embedder: str | bool | None = None, mos: str | None = None,
