@@ -28,6 +28,7 @@ compare policies (importance ratios, KL) therefore score with temperature alone 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -85,6 +86,28 @@ class SequenceLogProbs:
     def first_group(self) -> SequenceLogProbs:
         """The same steps under the group-0 policy."""
         return replace(self, values=self.values[..., :1])
+
+    @classmethod
+    def cat(cls, parts: Sequence[SequenceLogProbs]) -> SequenceLogProbs:
+        """The rows of several batches in one, padded to the longest (all of the same policy groups)."""
+        if not parts:
+            raise ValueError("no log-probabilities to concatenate")
+        if len({p.values.shape[-1] for p in parts}) > 1:
+            raise ValueError("cannot concatenate log-probabilities of different policy groups")
+        length = max(p.values.shape[1] for p in parts)
+        return cls(torch.cat([_pad_steps(p.values, length) for p in parts]),
+                   torch.cat([_pad_steps(p.mask, length) for p in parts]), torch.cat([p.ended for p in parts]))
+
+    def select(self, rows: Tensor | Sequence[int]) -> SequenceLogProbs:
+        """Some rows (an index or a boolean mask), with the padding steps none of them has dropped."""
+        values, mask, ended = self.values[rows], self.mask[rows], self.ended[rows]
+        length = int(mask.sum(-1).max()) if len(mask) else 0
+        return SequenceLogProbs(values[:, :length], mask[:, :length], ended)
+
+
+def _pad_steps(t: Tensor, length: int) -> Tensor:
+    """(B, S, …) right-padded with zeros (False) to ``length`` steps."""
+    return torch.cat([t, t.new_zeros(t.shape[0], length - t.shape[1], *t.shape[2:])], 1)
 
 
 def check_policy(sampling: SamplingConfig | None, groups: str) -> None:

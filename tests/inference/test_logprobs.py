@@ -5,6 +5,7 @@ import torch
 
 from qtts.inference import Request, Synthesizer, VoicePrompt
 from qtts.inference.logprobs import sequence_logprobs
+from qtts.inference.rollouts import sample_rollouts
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker import tiny
 from qtts.tasks.talker_losses import dual_track_loss
@@ -187,3 +188,28 @@ def test_eos_at_once_and_other_edges(synth):
         s.code_logprobs(reqs, [torch.zeros(2, 16, dtype=torch.long)], subtalker_dosample=False)
     with pytest.raises(ValueError, match="2 code tensors for 1"):
         s.code_logprobs(reqs, [empty, empty])
+
+
+def test_rollouts_sample_groups_with_their_logprobs_and_audio(synth):
+    s = synth["base"]
+    reqs = requests("base")[:3]  # in-context clone (streaming text), x-vector clone, no voice
+    out = sample_rollouts(s, reqs, group_size=3, batch_size=4, seed=5, max_new_tokens=MAX_FRAMES)
+    assert len(out) == 9 and out.num_prompts == 3 and out.prompt_index.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [r.text for r in out.requests[out.group(1)]] == [reqs[1].text] * 3
+    for i in range(3):  # the samples of one prompt differ
+        group = out.codes[out.group(i)]
+        assert any(len(a) != len(b) or not torch.equal(a, b) for a in group for b in group if a is not b)
+    assert torch.equal(out.logprobs.steps, torch.tensor([len(c) for c in out.codes]) + out.logprobs.ended)
+    assert [len(w) for w in out.audio] == [len(c) * s.codec.config.decode_upsample_rate for c in out.codes]
+    with torch.no_grad():  # batches of 4 rows (across prompts), scored as one batch of 9
+        scored = s.code_logprobs(out.requests, out.codes, out.logprobs.ended)
+    torch.testing.assert_close(scored.values, out.logprobs.values, atol=1e-4, rtol=0)
+    torch.testing.assert_close(scored.sequence, out.logprobs.sequence, atol=1e-4, rtol=0)
+    again = sample_rollouts(s, reqs, group_size=3, batch_size=4, seed=5, groups="first", audio=False,
+                            max_new_tokens=MAX_FRAMES)
+    assert again.audio is None and all(torch.equal(a, b) for a, b in zip(out.codes, again.codes))
+    torch.testing.assert_close(again.logprobs.values, out.logprobs.first_group().values, atol=1e-6, rtol=0)
+    first = out.logprobs.select(list(range(3)))
+    assert first.values.shape[1] == int(first.steps.max())
+    with pytest.raises(ValueError, match="group_size"):
+        sample_rollouts(s, reqs, group_size=0)
