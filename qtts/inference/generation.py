@@ -77,9 +77,6 @@ def generate_frames(
     """
     if static is not None and static.talker is not talker:
         raise ValueError("the static decoding belongs to another talker")
-    if static is not None and sampler.record == "all":
-        raise ValueError("a sampler recording groups 1..15 needs the default steps: the static code step draws "
-                         "them itself (pass static=None)")
     steps = DynamicSteps(talker, sampler) if static is None else static.begin(len(inputs_embeds), sampler)
     try:
         hidden, logits = steps.prefill(inputs_embeds, attention_mask)

@@ -136,12 +136,18 @@ def choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int
     return draw(warp(logits, temperature, top_k, top_p).softmax(-1), generator)
 
 
-def choose_residual(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
-    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` settings, no penalty."""
+def choose_residual(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None,
+                    record: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` settings, no penalty. ``record``:
+    append the drawn ids' log-probabilities (N,) to it (sampling only; the same draw)."""
     c = config
-    return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p,
-                  generator)
+    if record is None:
+        return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k,
+                      c.subtalker_top_p, generator)
+    warped = warp_residual(logits, c)
+    ids = draw(warped.softmax(-1), generator)  # what ``choose`` draws
+    record.append(chosen_logprob(warped, ids))
+    return ids
 
 
 class CodeSampler:
@@ -197,9 +203,5 @@ class CodeSampler:
         return ids
 
     def residual(self, logits: torch.Tensor, group: int) -> torch.Tensor:
-        if self.record != "all":
-            return choose_residual(logits, self.config, self.generator)
-        warped = warp_residual(logits, self.config)
-        ids = draw(warped.softmax(-1), self.generator)  # what ``choose_residual`` draws
-        self.residual_logprobs[-1].append(chosen_logprob(warped, ids))
-        return ids
+        record = self.residual_logprobs[-1] if self.record == "all" else None
+        return choose_residual(logits, self.config, self.generator, record)

@@ -248,7 +248,7 @@ class Synthesizer:
         ``return_logprobs``: also return the log-probabilities of what was drawn, under the distribution it was drawn
         from (``qtts.inference.logprobs``: per step, the frames then EOS where a row ended), over all 16 groups
         (True, ``"all"``) or group 0 (``"first"``); ``code_logprobs`` recomputes them teacher-forced. It needs
-        sampling (not greedy) and runs without CUDA graphs; the codes are those drawn without it."""
+        sampling (not greedy); the codes are those drawn without it."""
         config = self.sampling.replace(**sampling)
         record = ("all" if return_logprobs is True else return_logprobs) or None
         sampler = self._sampler(len(requests), config, record)
@@ -308,9 +308,8 @@ class Synthesizer:
         sampler = sampler or self._sampler(len(requests), sampling)
         if self.device.type != "cuda":
             check_every = 1  # a check costs nothing off-GPU, and saves the steps of an ended batch
-        static = None if sampler.record else self._static_decoding()  # the graphs draw groups 1..15 themselves
         return generate_frames(talker, embeds, mask, trailing, pad, sampler, sampling.max_new_tokens, check_every,
-                               static)
+                               self._static_decoding())
 
     def _static_decoding(self) -> StaticDecoding | None:
         """The talker's graphed decoding when it is on CUDA and ``cuda_graphs`` allows it (kept between calls)."""
