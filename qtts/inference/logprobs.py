@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from qtts.data.batching import DualTrackBatch
-from qtts.inference.sampling import SamplingConfig, chosen_logprob, constrain, warp, warp_residual
+from qtts.inference.sampling import SamplingConfig, chosen_logprob, constrain, warp
 from qtts.models.talker import Talker, TTSModel
 from qtts.models.talker.layout import IGNORE_INDEX
 
@@ -174,7 +174,9 @@ def step_logprobs(talker: Talker, hidden: Tensor, logits: Tensor, labels: Tensor
         if bool(frame.any()):
             codes = torch.cat([ids[frame, None], code_labels[rows[frame], cols[frame]]], dim=1)  # c0 … c15
             predicted = talker.predictor_logits(hidden[rows[frame], cols[frame]], codes).float()
-            predicted = warp_residual(predicted, sampling) if sampling is not None else predicted
+            if sampling is not None:
+                c = sampling
+                predicted = warp(predicted, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p)
             residual = residual.index_put((frame.nonzero().flatten(),), chosen_logprob(predicted, codes[:, 1:]))
         parts.append(residual)
     per_step = torch.cat(parts, dim=1)  # (M, K)

@@ -109,12 +109,6 @@ def constrain(logits: torch.Tensor, seen: torch.Tensor, allowed: torch.Tensor, p
     return penalize(logits, seen, penalty).masked_fill(~allowed, float("-inf"))
 
 
-def warp_residual(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """Groups 1..G-1: the ``subtalker_*`` temperature, top-k and top-p on float logits (no penalty)."""
-    c = config
-    return warp(logits.float(), c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p)
-
-
 def chosen_logprob(warped: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """log p(ids) under the distribution a draw from ``warped`` (…, V) samples: ``log_softmax`` at ``ids`` (…),
     ``-inf`` for an id the warp left out (top-k / top-p / a suppressed id)."""
@@ -129,25 +123,27 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 
 def choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int, top_p: float,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, V) float logits → (N,) ids: argmax, or a draw from the warped distribution."""
+           generator: torch.Generator | None = None, record: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """(N, V) float logits → (N,) ids: argmax, or a draw from the warped distribution. ``record``: append the drawn
+    ids' log-probabilities (N,) under that distribution to it (``chosen_logprob``; the draw is the same)."""
     if not do_sample:
+        if record is not None:
+            raise ValueError("greedy decoding (do_sample=False) has no log-probabilities to record")
         return logits.argmax(-1)
-    return draw(warp(logits, temperature, top_k, top_p).softmax(-1), generator)
+    warped = warp(logits, temperature, top_k, top_p)
+    ids = draw(warped.softmax(-1), generator)
+    if record is not None:
+        record.append(chosen_logprob(warped, ids))
+    return ids
 
 
 def choose_residual(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None,
                     record: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` settings, no penalty. ``record``:
-    append the drawn ids' log-probabilities (N,) to it (sampling only; the same draw)."""
+    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` temperature, top-k and top-p, no
+    penalty; ``record`` as for ``choose``."""
     c = config
-    if record is None:
-        return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k,
-                      c.subtalker_top_p, generator)
-    warped = warp_residual(logits, c)
-    ids = draw(warped.softmax(-1), generator)  # what ``choose`` draws
-    record.append(chosen_logprob(warped, ids))
-    return ids
+    return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p,
+                  generator, record)
 
 
 class CodeSampler:
@@ -192,12 +188,9 @@ class CodeSampler:
             allowed[self.eos_id] = False
         logits = constrain(logits.float(), self.seen, allowed, c.repetition_penalty)
         if self.record:
-            warped = warp(logits, c.temperature, c.top_k, c.top_p)
-            ids = draw(warped.softmax(-1), self.generator)  # what ``choose`` draws
-            self.first_logprobs.append(chosen_logprob(warped, ids))
             self.residual_logprobs.append([])
-        else:
-            ids = choose(logits, c.do_sample, c.temperature, c.top_k, c.top_p, self.generator)
+        ids = choose(logits, c.do_sample, c.temperature, c.top_k, c.top_p, self.generator,
+                     self.first_logprobs if self.record else None)
         self.seen.scatter_(1, ids.unsqueeze(1), True)
         self.steps += 1
         return ids
