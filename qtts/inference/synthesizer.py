@@ -4,6 +4,8 @@ The three voices of the released models — cloning a reference (Base), preset s
 described in words (VoiceDesign) — are the same pipeline with different prefills (``qtts.models.talker.layout``, the
 builder training uses too): prefill → ``generate_frames`` → codec decoder. Offline output equals qwen-tts's
 (greedy codes and waveforms are tested against it); ``stream=True`` yields audio packets while generating.
+For post-training, ``generate_codes(…, return_logprobs=…)`` records the log-probabilities of what it samples and
+``code_logprobs`` recomputes them with the training forward (``qtts.inference.logprobs``).
 
 Inputs follow qwen-tts: a string gives one waveform, a list gives a list (other arguments are broadcast or
 given per item). Outputs are float32 CPU tensors at ``sample_rate``.
@@ -15,7 +17,7 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -249,6 +251,8 @@ class Synthesizer:
         from (``qtts.inference.logprobs``: per step, the frames then EOS where a row ended), over all 16 groups
         (True, ``"all"``) or group 0 (``"first"``); ``code_logprobs`` recomputes them teacher-forced. It needs
         sampling (not greedy); the codes are those drawn without it."""
+        if return_logprobs not in (False, True, "all", "first"):
+            raise ValueError(f"return_logprobs must be a bool, 'all' or 'first', got {return_logprobs!r}")
         config = self.sampling.replace(**sampling)
         record = ("all" if return_logprobs is True else return_logprobs) or None
         sampler = self._sampler(len(requests), config, record)
@@ -267,7 +271,7 @@ class Synthesizer:
 
     def code_logprobs(self, requests: Sequence[Request], codes: Sequence[torch.Tensor],
                       ended: Sequence[bool] | torch.Tensor | None = None, groups: PolicyGroups = "all",
-                      policy: str = "sampling", **sampling) -> SequenceLogProbs:
+                      policy: Literal["sampling", "model"] = "sampling", **sampling) -> SequenceLogProbs:
         """Teacher-forced log-probabilities of ``codes`` (one (frames, 16) tensor per request, as
         ``generate_codes`` returns them) spoken for ``requests``, by the training forward
         (``qtts.inference.logprobs.sequence_logprobs``). ``ended``: per request, whether its codes were followed by
