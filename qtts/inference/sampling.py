@@ -102,6 +102,19 @@ def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> 
     return logits
 
 
+def constrain(logits: torch.Tensor, seen: torch.Tensor, allowed: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Group 0's rules before the warp: the repetition penalty over ``seen`` (the group-0 ids of earlier frames) and
+    ``-inf`` where not ``allowed`` (specials, and EOS before ``min_new_tokens``). Float logits (…, V), masks
+    broadcastable to them."""
+    return penalize(logits, seen, penalty).masked_fill(~allowed, float("-inf"))
+
+
+def chosen_logprob(warped: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids) under the distribution a draw from ``warped`` (…, V) samples: ``log_softmax`` at ``ids`` (…),
+    ``-inf`` for an id the warp left out (top-k / top-p / a suppressed id)."""
+    return warped.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+
 def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One id per row of ``probs`` (N, V): the draw of ``torch.multinomial(probs, 1)``, with the same random numbers
     and result (``argmax(p / q)``, ``q ~ Exp(1)``, its single-sample path), but without its input check, which reads
@@ -110,19 +123,27 @@ def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 
 def choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int, top_p: float,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, V) float logits → (N,) ids: argmax, or a draw from the warped distribution."""
+           generator: torch.Generator | None = None, record: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """(N, V) float logits → (N,) ids: argmax, or a draw from the warped distribution. ``record``: append the drawn
+    ids' log-probabilities (N,) under that distribution to it (``chosen_logprob``; the draw is the same)."""
     if not do_sample:
+        if record is not None:
+            raise ValueError("greedy decoding (do_sample=False) has no log-probabilities to record")
         return logits.argmax(-1)
-    return draw(warp(logits, temperature, top_k, top_p).softmax(-1), generator)
+    warped = warp(logits, temperature, top_k, top_p)
+    ids = draw(warped.softmax(-1), generator)
+    if record is not None:
+        record.append(chosen_logprob(warped, ids))
+    return ids
 
 
-def choose_residual(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
-    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` settings, no penalty."""
+def choose_residual(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None = None,
+                    record: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Groups 1..G-1 (the code predictor's logits (N, V)): the ``subtalker_*`` temperature, top-k and top-p, no
+    penalty; ``record`` as for ``choose``."""
     c = config
     return choose(logits.float(), c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p,
-                  generator)
+                  generator, record)
 
 
 class CodeSampler:
@@ -131,11 +152,25 @@ class CodeSampler:
     ``first(logits)`` picks group 0 (or EOS) from the talker's logits; ``residual(logits, group)`` picks group
     ``group`` ≥ 1 from the code predictor's. ``allowed``: the group-0 ids that may be chosen at all (the
     codebook and EOS; the released config's other specials are suppressed).
+
+    ``record``: also keep the log-probability of every id drawn, under the distribution it was drawn from (after
+    penalty, suppression, temperature, top-k, top-p): ``"all"`` groups or group 0 only (``"first"``). Step s's are
+    ``first_logprobs[s]`` (B,) and ``residual_logprobs[s][g - 1]`` (B,); ``qtts.inference.logprobs`` recomputes
+    them teacher-forced. Recording needs sampling (``do_sample``, and ``subtalker_dosample`` for ``"all"``); the
+    draws are the same as without it. None (the default) adds no work.
     """
 
     def __init__(self, config: SamplingConfig, batch: int, vocab_size: int, codebook_size: int, eos_id: int,
-                 device: torch.device | str = "cpu"):
-        self.config, self.eos_id = config, eos_id
+                 device: torch.device | str = "cpu", record: str | None = None):
+        if record not in (None, "all", "first"):
+            raise ValueError(f"record must be None, 'all' or 'first', got {record!r}")
+        if record is not None and not config.do_sample:
+            raise ValueError("greedy decoding (do_sample=False) has no log-probabilities to record")
+        if record == "all" and not config.subtalker_dosample:
+            raise ValueError("recording all groups needs subtalker_dosample=True (or record='first')")
+        self.config, self.eos_id, self.record = config, eos_id, record
+        self.first_logprobs: list[torch.Tensor] = []
+        self.residual_logprobs: list[list[torch.Tensor]] = []
         self.allowed = torch.zeros(vocab_size, dtype=torch.bool, device=device)
         self.allowed[:codebook_size] = True
         self.allowed[eos_id] = True
@@ -147,16 +182,19 @@ class CodeSampler:
 
     def first(self, logits: torch.Tensor) -> torch.Tensor:
         c = self.config
-        logits = penalize(logits.float(), self.seen, c.repetition_penalty)
         allowed = self.allowed
         if self.steps < c.min_new_tokens:
             allowed = allowed.clone()
             allowed[self.eos_id] = False
-        logits = logits.masked_fill(~allowed, float("-inf"))
-        ids = choose(logits, c.do_sample, c.temperature, c.top_k, c.top_p, self.generator)
+        logits = constrain(logits.float(), self.seen, allowed, c.repetition_penalty)
+        if self.record:
+            self.residual_logprobs.append([])
+        ids = choose(logits, c.do_sample, c.temperature, c.top_k, c.top_p, self.generator,
+                     self.first_logprobs if self.record else None)
         self.seen.scatter_(1, ids.unsqueeze(1), True)
         self.steps += 1
         return ids
 
     def residual(self, logits: torch.Tensor, group: int) -> torch.Tensor:
-        return choose_residual(logits, self.config, self.generator)
+        record = self.residual_logprobs[-1] if self.record == "all" else None
+        return choose_residual(logits, self.config, self.generator, record)

@@ -120,32 +120,40 @@ class TalkerStep:
 class CodeStep:
     """The code predictor's whole frame on a static cache: hidden (B, H) and group 0 (B,) → the frame's codes (B, G),
     groups 1..G-1 drawn with ``config``'s sub-talker settings from this step's own ``generator``; captured (sampling
-    included) when ``graphs``."""
+    included) when ``graphs``. ``record``: also the log-probabilities of those draws, ``logprobs`` (B, G-1) after
+    each call (``CodeSampler(record="all")``)."""
 
-    def __init__(self, talker: Talker, batch: int, config: SamplingConfig, graphs: bool):
+    def __init__(self, talker: Talker, batch: int, config: SamplingConfig, graphs: bool, record: bool = False):
         weight = talker.codec_head.weight
-        self.talker, self.config = talker, config
+        self.talker, self.config, self.record = talker, config, record
         self.cache = talker.code_predictor.model.new_static_cache(batch, talker.config.num_code_groups)
         self.hidden = torch.zeros(batch, talker.config.hidden_size, dtype=weight.dtype, device=weight.device)
         self.first = torch.zeros(batch, dtype=torch.long, device=weight.device)
         self.generator = torch.Generator(weight.device)
-        self.graph = self.codes = None
+        self._record: list[torch.Tensor] | None = None
+        self.logprobs: torch.Tensor | None = None
+        self.graph = self.outputs = None
         if graphs:
-            self.graph, self.codes = capture(self._frame, self.generator)
+            self.graph, self.outputs = capture(self._frame, self.generator)
 
-    def _frame(self) -> torch.Tensor:
-        return self.talker.predict_codes(self.hidden, self.first, self._sample, self.cache)
+    def _frame(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self._record = [] if self.record else None
+        codes = self.talker.predict_codes(self.hidden, self.first, self._sample, self.cache)
+        return codes, torch.stack(self._record, 1) if self.record else None
 
     def _sample(self, logits: torch.Tensor, group: int) -> torch.Tensor:
-        return choose_residual(logits, self.config, self.generator)
+        return choose_residual(logits, self.config, self.generator, self._record)
 
     def __call__(self, hidden: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         self.hidden.copy_(hidden)
         self.first.copy_(first)
         if self.graph is None:
-            return self._frame()
+            codes, self.logprobs = self._frame()
+            return codes
         self.graph.replay()
-        return self.codes.clone()  # the caller keeps the frame; the next replay rewrites the graph's buffer
+        codes, logprobs = self.outputs  # the caller keeps them; the next replay rewrites the graph's buffers
+        self.logprobs = None if logprobs is None else logprobs.clone()
+        return codes.clone()
 
 
 class StaticDecoding:
@@ -189,10 +197,11 @@ class StaticDecoding:
         key = ("talker", batch, self.capacity(length))
         return key, self.acquire(key, lambda: TalkerStep(self.talker, batch, key[2], self.graphs))
 
-    def code_step(self, batch: int, config: SamplingConfig) -> tuple[tuple, CodeStep]:
+    def code_step(self, batch: int, config: SamplingConfig, record: bool = False) -> tuple[tuple, CodeStep]:
         c = config
-        key = ("codes", batch, c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p)
-        return key, self.acquire(key, lambda: CodeStep(self.talker, batch, config, self.graphs))
+        key = ("codes", batch, c.subtalker_dosample, c.subtalker_temperature, c.subtalker_top_k, c.subtalker_top_p,
+               record)
+        return key, self.acquire(key, lambda: CodeStep(self.talker, batch, config, self.graphs, record))
 
     def begin(self, batch: int, sampler: CodeSampler) -> StaticSteps:
         return StaticSteps(self, batch, sampler)
@@ -208,8 +217,8 @@ class StaticSteps:
     """
 
     def __init__(self, decoding: StaticDecoding, batch: int, sampler: CodeSampler):
-        self.decoding, self.batch = decoding, batch
-        self.code_key, self.code_step = decoding.code_step(batch, sampler.config)
+        self.decoding, self.batch, self.sampler = decoding, batch, sampler
+        self.code_key, self.code_step = decoding.code_step(batch, sampler.config, record=sampler.record == "all")
         generator = self.code_step.generator
         if sampler.generator is not None:
             generator.set_state(sampler.generator.get_state())
@@ -223,7 +232,10 @@ class StaticSteps:
         return self.talker_step.prefill(inputs_embeds, attention_mask)
 
     def codes(self, hidden: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        return self.code_step(hidden, first)
+        codes = self.code_step(hidden, first)
+        if self.code_step.record:  # the sampler keeps the draws' log-probabilities, as on the default path
+            self.sampler.residual_logprobs[-1].extend(self.code_step.logprobs.unbind(1))
+        return codes
 
     def step(self, codes: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.talker_step.length == self.talker_step.capacity:  # full: move to a cache twice the size

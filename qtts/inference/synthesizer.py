@@ -4,6 +4,8 @@ The three voices of the released models — cloning a reference (Base), preset s
 described in words (VoiceDesign) — are the same pipeline with different prefills (``qtts.models.talker.layout``, the
 builder training uses too): prefill → ``generate_frames`` → codec decoder. Offline output equals qwen-tts's
 (greedy codes and waveforms are tested against it); ``stream=True`` yields audio packets while generating.
+For post-training, ``generate_codes(…, return_logprobs=…)`` records the log-probabilities of what it samples and
+``code_logprobs`` recomputes them with the training forward (``qtts.inference.logprobs``).
 
 Inputs follow qwen-tts: a string gives one waveform, a list gives a list (other arguments are broadcast or
 given per item). Outputs are float32 CPU tensors at ``sample_rate``.
@@ -15,20 +17,21 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from qtts.audio.io import load_audio, resample
-from qtts.data.batching import collate_prefill
+from qtts.data.batching import DualTrackBatch, collate_prefill, collate_training
 from qtts.inference.generation import Frame, generate_frames
+from qtts.inference.logprobs import PolicyGroups, SequenceLogProbs, sequence_logprobs
 from qtts.inference.sampling import CodeSampler, SamplingConfig
 from qtts.inference.static_decoding import StaticDecoding
 from qtts.inference.streaming import StreamDecoder
 from qtts.inference.voice import VoicePrompt
 from qtts.models.codec.model import SpeechTokenizer
 from qtts.models.talker import TTSModel
-from qtts.models.talker.layout import build_sequence
+from qtts.models.talker.layout import IGNORE_INDEX, DualTrackSequence, build_sequence
 from qtts.runs import open_trained
 from qtts.text.special_ids import CodecSpecialIds, TextSpecialIds
 from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
@@ -240,21 +243,73 @@ class Synthesizer:
         return prompts[0] if single else prompts
 
     # -- codes -----------------------------------------------------------------------------------------------
-    def generate_codes(self, requests: Sequence[Request], **sampling) -> list[torch.Tensor]:
-        """The codes (frames, 16) of each request, up to its EOS (the reference's codes not included)."""
-        frames = list(self._frames(requests, self.sampling.replace(**sampling), check_every=8))
-        if not frames:
-            return [torch.zeros(0, self.model.config.talker_config.num_code_groups, dtype=torch.long)] * len(requests)
-        codes = torch.stack([f.codes for f in frames], 1)
-        counts = torch.stack([f.alive for f in frames], 1).sum(1).tolist()
-        return [c[:n].cpu() for c, n in zip(codes, counts)]
+    def generate_codes(self, requests: Sequence[Request], *, return_logprobs: bool | PolicyGroups = False,
+                       **sampling) -> list[torch.Tensor] | tuple[list[torch.Tensor], SequenceLogProbs]:
+        """The codes (frames, 16) of each request, up to its EOS (the reference's codes not included).
 
-    def _frames(self, requests: Sequence[Request], sampling: SamplingConfig, check_every: int = 1) -> Iterator[Frame]:
+        ``return_logprobs``: also return the log-probabilities of what was drawn, under the distribution it was drawn
+        from (``qtts.inference.logprobs``: per step, the frames then EOS where a row ended), over all 16 groups
+        (True, ``"all"``) or group 0 (``"first"``); ``code_logprobs`` recomputes them teacher-forced. It needs
+        sampling (not greedy); the codes are those drawn without it."""
+        if return_logprobs not in (False, True, "all", "first"):
+            raise ValueError(f"return_logprobs must be a bool, 'all' or 'first', got {return_logprobs!r}")
+        config = self.sampling.replace(**sampling)
+        record = ("all" if return_logprobs is True else return_logprobs) or None
+        sampler = self._sampler(len(requests), config, record)
+        frames = list(self._frames(requests, config, check_every=8, sampler=sampler))
+        groups = self.model.config.talker_config.num_code_groups
+        if frames:
+            all_codes = torch.stack([f.codes for f in frames], 1)
+            counts = torch.stack([f.alive for f in frames], 1).sum(1)
+            codes = [c[:n].cpu() for c, n in zip(all_codes, counts.tolist())]
+        else:
+            counts = torch.zeros(len(requests), dtype=torch.long, device=self.device)
+            codes = [torch.zeros(0, groups, dtype=torch.long)] * len(requests)
+        if record is None:
+            return codes
+        return codes, _recorded(sampler, counts, counts < config.max_new_tokens, groups if record == "all" else 1)
+
+    def code_logprobs(self, requests: Sequence[Request], codes: Sequence[torch.Tensor],
+                      ended: Sequence[bool] | torch.Tensor | None = None, groups: PolicyGroups = "all",
+                      policy: Literal["sampling", "model"] = "sampling", **sampling) -> SequenceLogProbs:
+        """Teacher-forced log-probabilities of ``codes`` (one (frames, 16) tensor per request, as
+        ``generate_codes`` returns them) spoken for ``requests``, by the training forward
+        (``qtts.inference.logprobs.sequence_logprobs``). ``ended``: per request, whether its codes were followed by
+        EOS (default: all were; ``SequenceLogProbs.ended`` of the recording). ``policy``: ``"sampling"`` scores
+        the distribution this Synthesizer samples from (its sampling config with ``sampling``'s overrides),
+        ``"model"`` the raw logits. Gradients follow the caller's mode."""
+        if policy not in ("sampling", "model"):
+            raise ValueError(f"policy must be 'sampling' or 'model', got {policy!r}")
+        tracks, xvectors = self.teacher_forced_batch(requests, codes, ended)
+        config = self.sampling.replace(**sampling) if policy == "sampling" else None
+        return sequence_logprobs(self.model, tracks, xvectors, groups, config)
+
+    def teacher_forced_batch(self, requests: Sequence[Request], codes: Sequence[torch.Tensor],
+                             ended: Sequence[bool] | torch.Tensor | None = None
+                             ) -> tuple[DualTrackBatch, torch.Tensor | None]:
+        """The training rows (``collate_training``, on this device) of ``requests`` with ``codes`` as their targets,
+        laid out as generation read them (the prefill of ``generate_codes``, then each frame with its text track),
+        and the x-vectors of their slots. A row whose codes did not end with EOS (``ended`` False) has no EOS
+        label; one that ended with no frame is scored on its EOS alone."""
+        if len(codes) != len(requests):
+            raise ValueError(f"{len(codes)} code tensors for {len(requests)} requests")
+        ended = [True] * len(requests) if ended is None else [bool(e) for e in ended]
+        if len(ended) != len(requests):
+            raise ValueError(f"ended: {len(ended)} values for {len(requests)} requests")
+        seqs, xvectors = self._sequences(requests, codes, ended)
+        batch = collate_training(seqs).to(self.device)
+        return batch, (torch.stack(xvectors).to(self.device) if xvectors else None)
+
+    def _sampler(self, batch: int, sampling: SamplingConfig, record: str | None = None) -> CodeSampler:
+        config = self.model.config.talker_config
+        return CodeSampler(sampling, batch, config.vocab_size, config.code_predictor_config.vocab_size,
+                           self.codec_ids.eos, self.device, record=record)
+
+    def _frames(self, requests: Sequence[Request], sampling: SamplingConfig, check_every: int = 1,
+                sampler: CodeSampler | None = None) -> Iterator[Frame]:
         talker = self.model.talker
         embeds, mask, trailing, pad = self._prefill(requests)
-        config = self.model.config.talker_config
-        sampler = CodeSampler(sampling, len(requests), config.vocab_size, config.code_predictor_config.vocab_size,
-                              self.codec_ids.eos, self.device)
+        sampler = sampler or self._sampler(len(requests), sampling)
         if self.device.type != "cuda":
             check_every = 1  # a check costs nothing off-GPU, and saves the steps of an ended batch
         return generate_frames(talker, embeds, mask, trailing, pad, sampler, sampling.max_new_tokens, check_every,
@@ -271,6 +326,18 @@ class Synthesizer:
 
     @torch.inference_mode()
     def _prefill(self, requests: Sequence[Request]):
+        seqs, xvectors = self._sequences(requests)
+        talker = self.model.talker
+        batch = collate_prefill(seqs, text_special=self.text_ids).to(self.device)
+        embeds = self.model.embed_tracks(batch, torch.stack(xvectors).to(self.device) if xvectors else None)
+        trailing = talker.embed_text(batch.trailing_text_ids)
+        pad = talker.embed_text(torch.tensor([self.text_ids.tts_pad], device=self.device))[0]
+        return embeds, batch.attention_mask, trailing, pad
+
+    def _sequences(self, requests: Sequence[Request], codes: Sequence[torch.Tensor] | None = None,
+                   ended: Sequence[bool] | None = None) -> tuple[list[DualTrackSequence], list[torch.Tensor]]:
+        """The dual-track sequence of each request (prefills; with ``codes``, training rows whose labels are the
+        codes, then EOS where ``ended``) and the x-vectors of their slots, in order."""
         seqs, xvectors = [], []
         for i, r in enumerate(requests):
             if not r.text or not r.text.strip():
@@ -278,23 +345,28 @@ class Synthesizer:
             target = target_ids(self.tokenizer, r.text)
             speaker = self._speaker_id(r.speaker, i)
             prompt = r.prompt
-            seqs.append(build_sequence(
+            frames = None if codes is None else torch.as_tensor(codes[i], dtype=torch.long).cpu()
+            if frames is not None and len(frames) == 0 and not ended[i]:
+                raise ValueError(f"item {i}: no frames and no EOS: there is nothing to score")
+            seq = build_sequence(
                 target.content, role_ids=target.role, language=self._language_row(r.language, r.speaker, i),
                 speaker=speaker, xvector=prompt is not None,
                 instruct_ids=list(instruct_ids(self.tokenizer, r.instruct).ids) if r.instruct else None,
                 ref_text_ids=(ref_text_ids(self.tokenizer, prompt.ref_text).content
                               if prompt and prompt.in_context else None),
                 ref_codes=prompt.ref_codes if prompt and prompt.in_context else None,
+                target_codes=frames if frames is not None and len(frames) else None, allow_unread_text=True,
                 streaming=not r.non_streaming_mode, text_special=self.text_ids, codec_special=self.codec_ids,
-            ))
+            )
+            if frames is not None:
+                if len(frames) == 0:
+                    seq.labels[-1] = self.codec_ids.eos  # the prefill's last position chose EOS at once
+                elif not ended[i]:
+                    seq.labels[seq.labels == self.codec_ids.eos] = IGNORE_INDEX  # stopped at max_new_tokens
+            seqs.append(seq)
             if prompt is not None:
                 xvectors.append(prompt.xvector)
-        talker = self.model.talker
-        batch = collate_prefill(seqs, text_special=self.text_ids).to(self.device)
-        embeds = self.model.embed_tracks(batch, torch.stack(xvectors).to(self.device) if xvectors else None)
-        trailing = talker.embed_text(batch.trailing_text_ids)
-        pad = talker.embed_text(torch.tensor([self.text_ids.tts_pad], device=self.device))[0]
-        return embeds, batch.attention_mask, trailing, pad
+        return seqs, xvectors
 
     def _language_row(self, language: str | None, speaker: str | None, item: int) -> int | None:
         try:
@@ -393,6 +465,24 @@ class Synthesizer:
             for j, i in enumerate(rows):
                 out[i] = audio[j, : counts[i] * hop].float().cpu()
         return out
+
+
+def _recorded(sampler: CodeSampler, counts: torch.Tensor, ended: torch.Tensor, groups: int) -> SequenceLogProbs:
+    """A recording sampler's log-probabilities as ``SequenceLogProbs``: row b's steps are its ``counts[b]`` frames
+    (every recorded group) and, where ``ended``, the EOS step after them (group 0)."""
+    steps = counts + ended.long()
+    length = int(steps.max()) if len(steps) else 0
+    zeros = torch.zeros(len(counts), groups, device=counts.device)
+    values = []
+    for s in range(length):
+        row = [sampler.first_logprobs[s]] + list(sampler.residual_logprobs[s][: groups - 1])
+        values.append(torch.cat([torch.stack(row, 1), zeros[:, len(row):]], 1))
+    values = torch.stack(values, 1) if values else zeros.new_zeros(len(counts), 0, groups)
+    index = torch.arange(length, device=counts.device)
+    mask = index < steps.unsqueeze(1)
+    keep = torch.stack([mask] + [index < counts.unsqueeze(1)] * (groups - 1), -1)  # EOS steps: group 0 only
+    values = torch.where(keep, values, torch.zeros((), device=values.device))
+    return SequenceLogProbs(values.cpu(), mask.cpu(), ended.cpu())
 
 
 def _is_audio(x) -> bool:

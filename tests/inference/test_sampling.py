@@ -11,7 +11,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from qtts.inference.sampling import CodeSampler, SamplingConfig, choose, penalize, warp
+from qtts.inference.sampling import CodeSampler, SamplingConfig, choose, chosen_logprob, penalize, warp
 
 
 def logits(batch=3, vocab=64, seed=0):
@@ -50,6 +50,22 @@ def test_draws_stay_in_the_kept_set_and_follow_the_distribution():
     freq = torch.bincount(ids, minlength=8)[sorted(top3)] / 4000
     torch.testing.assert_close(freq, probs, atol=0.03, rtol=0)
     assert torch.equal(choose(x[:2], False, 1.0, 3, 1.0), x[:2].argmax(-1))
+
+
+def test_recording_draws_the_same_ids_and_their_warped_logprobs():
+    x = logits(batch=64, vocab=32)
+    plain = choose(x, True, 0.8, 5, 0.9, torch.Generator().manual_seed(3))
+    record = []
+    ids = choose(x, True, 0.8, 5, 0.9, torch.Generator().manual_seed(3), record)
+    assert torch.equal(ids, plain) and len(record) == 1
+    warped = warp(x, 0.8, 5, 0.9)
+    expected = torch.log(warped.softmax(-1)[torch.arange(64), ids])
+    torch.testing.assert_close(record[0], expected)
+    assert bool(torch.isfinite(record[0]).all()) and float(record[0].max()) <= 0
+    outside = warped.argmin(-1)  # an id the top-k cut: probability 0
+    assert bool(torch.isneginf(chosen_logprob(warped, outside)).all())
+    with pytest.raises(ValueError, match="greedy"):
+        choose(x, False, 1.0, 0, 1.0, record=[])
 
 
 def test_code_sampler_blocks_eos_early_and_suppresses_specials():

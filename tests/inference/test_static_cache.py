@@ -71,6 +71,18 @@ def frames(s: Synthesizer, requests, sampling: SamplingConfig, max_frames: int, 
     return torch.stack([f.codes for f in out], 1), torch.stack([f.alive for f in out], 1)
 
 
+def recorded(s: Synthesizer, requests, sampling: SamplingConfig, max_frames: int, static: StaticDecoding | None,
+             record: str):
+    """(codes (B, frames, G), log-probabilities (B, steps, G) of a sampler recording ``record``)."""
+    embeds, mask, trailing, pad = s._prefill(requests)
+    config = s.model.config.talker_config
+    sampler = CodeSampler(sampling, len(requests), config.vocab_size, config.code_predictor_config.vocab_size,
+                          s.codec_ids.eos, s.device, record=record)
+    out = list(generate_frames(s.model.talker, embeds, mask, trailing, pad, sampler, max_frames, static=static))
+    steps = [torch.stack([first, *rest], 1) for first, rest in zip(sampler.first_logprobs, sampler.residual_logprobs)]
+    return torch.stack([f.codes for f in out], 1), torch.stack(steps[: len(out)], 1)  # the frames' steps
+
+
 def assert_same(expected, got):
     assert expected[0].shape == got[0].shape
     assert torch.equal(expected[1], got[1]), "rows end at other frames"
@@ -137,6 +149,20 @@ def test_static_attention_equals_dynamic_with_padding_and_window():
     assert int(static.length) == 9
 
 
+@pytest.mark.parametrize("record", ["all", "first"])
+def test_static_steps_record_the_dynamic_logprobs(synth, record):
+    """A recording sampler on static caches draws the default path's codes and records the same log-probabilities
+    (groups 1..G-1 come from the static code step)."""
+    s = synth("ending")
+    static = StaticDecoding(s.model.talker, graphs=False, min_capacity=16)
+    codes, logprobs = recorded(s, THREE, SAMPLED, FRAMES, None, record)
+    assert logprobs.shape[-1] == (16 if record == "all" else 1)
+    got_codes, got_logprobs = recorded(s, THREE, SAMPLED, FRAMES, static, record)
+    assert torch.equal(codes, got_codes)
+    torch.testing.assert_close(got_logprobs, logprobs, atol=1e-5, rtol=0)
+    assert torch.equal(codes, frames(s, THREE, SAMPLED, FRAMES, static)[0])  # the same draws as without recording
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 def test_cuda_graphs_choose_the_eager_codes(folder, dtype):
@@ -153,6 +179,9 @@ def test_cuda_graphs_choose_the_eager_codes(folder, dtype):
             assert_same(want, frames(s, requests, sampling, FRAMES, graphed))  # the kept graphs, replayed again
             if dtype == torch.float32:
                 assert_same(frames(s, requests, sampling, FRAMES), got)
+        want = recorded(s, requests, SAMPLED, FRAMES, eager, "all")  # recording inside the captured code step
+        got = recorded(s, requests, SAMPLED, FRAMES, graphed, "all")
+        assert torch.equal(want[0], got[0]) and torch.equal(want[1], got[1])
     options = dict(do_sample=True, subtalker_dosample=True, seed=3)
     without = s.generate_codes(THREE, max_new_tokens=30, **options)
     s.cuda_graphs = None  # the default on CUDA: graphs on

@@ -80,7 +80,7 @@ def fixed_frames(synth: Synthesizer, monkeypatch, lengths: list[int], seed: int 
     codes = torch.randint(0, 2048, (len(lengths), max(lengths), 16), generator=gen)
     alive = torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
     frames = [Frame(codes[:, t], alive[:, t]) for t in range(max(lengths))]
-    monkeypatch.setattr(synth, "_frames", lambda requests, sampling, check_every=1: iter(frames))
+    monkeypatch.setattr(synth, "_frames", lambda requests, sampling, check_every=1, sampler=None: iter(frames))
 
 
 @pytest.mark.parametrize("kind", ["custom_voice", "in_context"])

@@ -237,6 +237,21 @@ def test_training_example_streaming():
         build_sequence([A, B, 13, 14, 15], target_codes=frames(1, 2), streaming=True)
 
 
+def test_sampled_codes_that_ended_before_their_text_was_read():
+    """A rollout's codes (streaming): each frame carries the text generation gave it, the rest is never read."""
+    seq = build_sequence([A, B, 13, 14, 15], language=None, target_codes=frames(100, 200), streaming=True,
+                         allow_unread_text=True)
+    check(seq, ROLE + AUTO + [
+        (BOS, CPAD, None),
+        (A, CBOS, 100),
+        (B, F, 200),  # frame 0 with trailing text 0
+        (13, F, CEOS),  # frame 1 with trailing text 1, then EOS
+        (14, CEOS, None),
+    ], trailing=[15, EOS])
+    prefill = build_sequence([A, B, 13, 14, 15], language=None, streaming=True)
+    assert prefill.trailing_text_ids.tolist()[:2] == [B, 13]  # what generation fed frames 0 and 1
+
+
 def test_build_from_strings_uses_the_templates():
     from qtts.text.templates import instruct_ids, ref_text_ids, target_ids
     from qtts.text.tokenizer import load_text_tokenizer

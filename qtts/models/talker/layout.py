@@ -159,6 +159,7 @@ def build_sequence(
     role_ids: Sequence[int] | None = None,
     text_special: TextSpecialIds = RELEASED_TEXT_IDS,
     codec_special: CodecSpecialIds = RELEASED_CODEC_IDS,
+    allow_unread_text: bool = False,
 ) -> DualTrackSequence:
     """Build one talker input sequence (see the module docstring for the layout and labels).
 
@@ -172,6 +173,9 @@ def build_sequence(
     target_codes (C, G): make a training example (frames + codec_eos, with labels).
     streaming: the streaming text layout instead of the non-streaming one.
     role_ids: the role tokens (``target_ids(tok, text).role``), default ``<|im_start|> assistant \\n``.
+    allow_unread_text: streaming with ``target_codes``: text that does not fit over the frames is cut (the codes
+        of a sampled utterance that ended before generation read all its text: each frame gets the text track
+        generation gave it) instead of refused (a training example whose audio is too short for its text).
     """
     tid, cid = text_special, codec_special
     text_ids = [int(i) for i in text_ids]
@@ -221,7 +225,7 @@ def build_sequence(
         trailing: list[int] = []
     else:
         fits = n_codec - (1 if target is not None else 0)  # training: all text before the codec_eos input
-        if target is not None and len(text_stream) > fits:
+        if target is not None and len(text_stream) > fits and not allow_unread_text:
             raise ValueError(
                 f"streaming training example: {len(text_stream)} text positions (with tts_eos) do not fit in "
                 f"{fits} codec positions; the audio is too short for its text"
