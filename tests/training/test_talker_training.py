@@ -93,7 +93,7 @@ def test_validation_logs_teacher_forced_and_target_audio(talker_codes, monkeypat
     assert {k.split(".")[0] for k in task.state_dict()} == {"model"}  # the codec stays out of checkpoints
 
 
-def test_train_accuracies_read_at_any_step_are_that_steps(talker_codes):
+def test_train_accuracies_read_at_any_step_are_that_steps(talker_codes, tmp_path):
     """The accuracies' argmaxes run only on logging steps. Whatever reads the metrics at another step (a callback,
     the row a stopped run writes at its last step) gets NaN, never an earlier step's accuracy beside this step's
     loss (which read as a loss spike at accuracy 1.0)."""
@@ -121,6 +121,7 @@ def test_train_accuracies_read_at_any_step_are_that_steps(talker_codes):
             seen.append(float(trainer.callback_metrics["train/talker_acc"]))
 
     trainer = L.Trainer(accelerator="cpu", max_steps=16, log_every_n_steps=every, logger=False, callbacks=[Read()],
+                        default_root_dir=tmp_path,  # the task exports there at the end
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         use_distributed_sampler=False)
     trainer.fit(task, datamodule=data)
