@@ -188,9 +188,11 @@ class TalkerTask(L.LightningModule):
         n = len(batch["ids"])
         self.log("train/loss", loss.total, prog_bar=True, batch_size=n)
         self.log_dict({"train/talker_loss": loss.talker, "train/predictor_loss": loss.predictor}, batch_size=n)
-        if batch["with_accuracy"]:
-            self.log_dict({"train/talker_acc": loss.talker_accuracy,
-                           "train/predictor_acc": loss.predictor_accuracy.mean()}, batch_size=n)
+        # Logged on every step, NaN ("not measured") where the argmaxes were skipped: Lightning keeps a metric's last
+        # value until it is logged again, so a skipped accuracy would otherwise be read (callback_metrics, the row a
+        # stopped run writes at its last step) next to a later step's loss, e.g. a loss spike beside accuracy 1.0.
+        self.log_dict({"train/talker_acc": loss.talker_accuracy,
+                       "train/predictor_acc": loss.predictor_accuracy.mean()}, batch_size=n)
         tokens = batch.get("num_tokens") or int(batch["tracks"].attention_mask.sum())
         now = time.perf_counter()
         if self._clock is not None:

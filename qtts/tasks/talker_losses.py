@@ -44,7 +44,8 @@ def dual_track_loss(
 
     ``predictor_fraction`` < 1 runs the code predictor on that random share of the frames (at least one):
     its cost grows with frames × 16 positions, so sub-sampling trades gradient noise for speed.
-    ``accuracy=False`` skips the argmaxes (NaN accuracies): they cost as much as a small layer.
+    ``accuracy=False`` skips the argmaxes (NaN accuracies: not measured): they cost as much as a small layer.
+    The accuracies count exactly the positions (talker) and frames (predictor) that the losses average over.
     """
     supervised = labels != IGNORE_INDEX
     if not bool(supervised.any()):
@@ -64,7 +65,7 @@ def dual_track_loss(
     groups = code_labels.shape[-1] + 1
     if len(index) == 0:
         predictor = hidden.sum() * 0.0  # no audio frame in the batch: keep the graph (DDP) and the dtype
-        predictor_accuracy = torch.zeros(groups - 1, device=hidden.device)
+        predictor_accuracy = torch.zeros(groups - 1, device=hidden.device) if accuracy else nan.expand(groups - 1)
     else:
         rows, cols = index[:, 0], index[:, 1]
         targets = code_labels[rows, cols]  # (N, G-1)

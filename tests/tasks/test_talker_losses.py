@@ -91,3 +91,32 @@ def test_all_ignored_is_an_error():
     with pytest.raises(ValueError, match="no supervised position"):
         dual_track_loss(torch.zeros(1, len(batch.labels[0]), 4), torch.zeros(1, len(batch.labels[0]), 3072),
                         batch.labels, batch.code_labels, lambda h, c: None)
+
+
+def test_accuracy_counts_the_positions_the_loss_averages():
+    """Loss and accuracy over the same positions: the unsupervised ones (wrong here) count in neither, and three of
+    the four supervised argmaxes right give 0.75 with the CE of those four rows. Skipped accuracies are NaN."""
+    batch = example()
+    labels = [100, 101, 102, EOS]
+    logits = torch.zeros(1, 15, 3072)
+    logits[0, :, 7] = 5.0  # every position's argmax is 7 ...
+    for row, label in zip([10, 11, 12], labels):
+        logits[0, row, label] = 9.0  # ... except three supervised ones, right; the EOS row stays wrong
+    residual = torch.zeros(3, 15, 2048)
+    residual[:2, :, :].scatter_(-1, FRAMES[:2, 1:, None], 4.0)  # frames 0 and 1 right in every group, frame 2 not
+    loss = dual_track_loss(torch.zeros(1, 15, 4), logits, batch.labels, batch.code_labels, lambda h, c: residual)
+    assert loss.talker_accuracy.item() == pytest.approx(0.75)
+    expected = torch.nn.functional.cross_entropy(logits[0, [10, 11, 12, 13]], torch.tensor(labels))
+    assert loss.talker.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.predictor_accuracy.tolist() == pytest.approx([2 / 3] * 15)
+
+    skipped = dual_track_loss(torch.zeros(1, 15, 4), logits, batch.labels, batch.code_labels, lambda h, c: residual,
+                              accuracy=False)
+    assert skipped.talker_accuracy.isnan() and skipped.predictor_accuracy.isnan().all()
+    assert skipped.talker.item() == loss.talker.item()
+    only_eos = batch.labels.clone()
+    only_eos[0, [10, 11, 12]] = -100  # no audio frame left for the code predictor
+    for accuracy, check in ((True, lambda a: (a == 0).all()), (False, lambda a: a.isnan().all())):
+        out = dual_track_loss(torch.zeros(1, 15, 4), logits, only_eos, batch.code_labels, lambda h, c: residual,
+                              accuracy=accuracy)
+        assert out.predictor_frames == 0 and check(out.predictor_accuracy), (accuracy, out.predictor_accuracy)

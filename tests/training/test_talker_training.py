@@ -91,3 +91,47 @@ def test_validation_logs_teacher_forced_and_target_audio(talker_codes, monkeypat
     for wav, sr in logged.values():
         assert sr == 24000 and wav.shape == (frames * 1920,) and torch.isfinite(wav).all()
     assert {k.split(".")[0] for k in task.state_dict()} == {"model"}  # the codec stays out of checkpoints
+
+
+def test_train_accuracies_read_at_any_step_are_that_steps(talker_codes, tmp_path):
+    """The accuracies' argmaxes run only on logging steps. Whatever reads the metrics at another step (a callback,
+    the row a stopped run writes at its last step) gets NaN, never an earlier step's accuracy beside this step's
+    loss (which read as a loss spike at accuracy 1.0)."""
+    import math
+
+    import lightning as L
+
+    every = 4
+    data = TalkerDataModule(str(talker_codes), val_fraction=0.0, num_workers=0, max_tokens_per_batch=600)
+    torch.manual_seed(0)
+    task = TalkerTask(tiny(), lr=1e-2)
+    truth, seen = [], []
+    losses = task.losses
+
+    def measured(batch):  # the step's loss, and its accuracy measured on the same batch and weights
+        loss = losses(batch)
+        with torch.no_grad():
+            truth.append(losses({**batch, "with_accuracy": True}).talker_accuracy.item())
+        return loss
+
+    task.losses = measured
+
+    class Read(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            seen.append(float(trainer.callback_metrics["train/talker_acc"]))
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=16, log_every_n_steps=every, logger=False, callbacks=[Read()],
+                        default_root_dir=tmp_path,  # the task exports there at the end
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        use_distributed_sampler=False)
+    trainer.fit(task, datamodule=data)
+    assert len(seen) == len(truth) == 16
+    logging = [step == 0 or (step + 1) % every == 0 for step in range(16)]
+    for step, (got, want) in enumerate(zip(seen, truth)):
+        if logging[step]:
+            assert got == pytest.approx(want, abs=1e-6), (step, got, want)
+        else:
+            assert math.isnan(got), (step, got, want)
+    # the accuracy moved between a logging step and a later step, so a kept value would have been wrong there
+    last_logged = [truth[max(s for s in range(step + 1) if logging[s])] for step in range(16)]
+    assert any(abs(truth[s] - last_logged[s]) > 1e-6 for s in range(16) if not logging[s]), truth
