@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from qtts.training.configs import CONFIG_DIR
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -30,22 +28,10 @@ def tiny_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def talker_codes(tiny_corpus, tmp_path_factory) -> Path:
     """The corpus's clips through a random codec of the released frame rate (1920-sample hop, 16 levels)."""
-    import yaml
-
     from qtts.data.extract_codes import ExtractConfig, extract_codes
-    from qtts.models.codec.model import CodecConfig, SpeechTokenizer
-    from tests.helpers.codec import randomize_encoder
+    from tests.helpers.codec import random_12hz_codec
 
-    values = yaml.safe_load((CONFIG_DIR / "model" / "codec_tiny.yaml").read_text())
-    values.pop("_target_")
-    values.update(encoder_valid_num_quantizers=16, encode_downsample_rate=1920, decode_upsample_rate=1920)
-    values["encoder_config"].update(upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5, num_quantizers=16,
-                                    num_filters=4)
-    values["decoder_config"].update(num_quantizers=16, upsample_rates=[8, 5, 4, 3])
-    codec = SpeechTokenizer(CodecConfig.from_dict(values))
-    randomize_encoder(codec.encoder)
-    folder = tmp_path_factory.mktemp("codec12hz")
-    codec.save_pretrained(folder)
+    folder = random_12hz_codec(tmp_path_factory.mktemp("codec12hz"))
     out = tmp_path_factory.mktemp("talker_codes")
     info = extract_codes(tiny_corpus.parent / "validated" / "clean.jsonl", folder, out,
                          ExtractConfig(num_workers=0, progress=False))

@@ -25,3 +25,26 @@ def randomize_encoder(model: torch.nn.Module, seed: int = 0) -> None:
                 buffer.copy_(torch.randn(buffer.shape, generator=gen) * 2 * usage[:, None])
             elif name.endswith("initialized"):
                 buffer.fill_(1.0)
+
+
+def random_12hz_codec(folder, seed: int | None = None):
+    """A random codec of the released frame rate (1920-sample hop, 16 levels) at the tiny sizes of
+    ``model/codec_tiny.yaml``, its codes varying (:func:`randomize_encoder`), saved to ``folder``; returns ``folder``.
+    ``seed`` seeds the decoder's initialisation (the global RNG's state otherwise)."""
+    import yaml
+
+    from qtts.models.codec.model import CodecConfig, SpeechTokenizer
+    from qtts.training.configs import CONFIG_DIR
+
+    values = yaml.safe_load((CONFIG_DIR / "model" / "codec_tiny.yaml").read_text())
+    values.pop("_target_")
+    values.update(encoder_valid_num_quantizers=16, encode_downsample_rate=1920, decode_upsample_rate=1920)
+    values["encoder_config"].update(upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5, num_quantizers=16,
+                                    num_filters=4)
+    values["decoder_config"].update(num_quantizers=16, upsample_rates=[8, 5, 4, 3])
+    if seed is not None:
+        torch.manual_seed(seed)
+    codec = SpeechTokenizer(CodecConfig.from_dict(values))
+    randomize_encoder(codec.encoder)
+    codec.save_pretrained(folder)
+    return folder

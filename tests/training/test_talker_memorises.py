@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 SECONDS = 1.0  # segment length: 13 frames at 12.5 Hz
 STEPS = 400  # with this schedule every frame is recalled from step 300 on (a 300-step run falls short: QUALITY.md)
@@ -54,25 +53,6 @@ def sixteen_utterances(root: Path, seconds: float) -> Path:
     return path
 
 
-def random_codec(folder: Path) -> Path:
-    """The 12.5 Hz / 16-group layout at the tiny sizes, random encoder (as the shared ``talker_codes`` fixture)."""
-    from qtts.models.codec.model import CodecConfig, SpeechTokenizer
-    from qtts.training.configs import CONFIG_DIR
-    from tests.helpers.codec import randomize_encoder
-
-    values = yaml.safe_load((CONFIG_DIR / "model" / "codec_tiny.yaml").read_text())
-    values.pop("_target_")
-    values.update(encoder_valid_num_quantizers=16, encode_downsample_rate=1920, decode_upsample_rate=1920)
-    values["encoder_config"].update(upsampling_ratios=[8, 6, 5, 4], frame_rate=12.5, num_quantizers=16,
-                                    num_filters=4)
-    values["decoder_config"].update(num_quantizers=16, upsample_rates=[8, 5, 4, 3])
-    torch.manual_seed(0)
-    codec = SpeechTokenizer(CodecConfig.from_dict(values))
-    randomize_encoder(codec.encoder)
-    codec.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow
 def test_a_memorising_talker_speaks_its_training_codes_from_text_alone(tmp_path):
     from qtts.data.extract_codes import ExtractConfig, extract_codes, open_codes
@@ -80,8 +60,9 @@ def test_a_memorising_talker_speaks_its_training_codes_from_text_alone(tmp_path)
     from qtts.eval.scoring import score_utterance
     from qtts.inference.synthesizer import Request, Synthesizer
     from qtts.training.run import train_experiment
+    from tests.helpers.codec import random_12hz_codec
 
-    codec = random_codec(tmp_path / "codec")
+    codec = random_12hz_codec(tmp_path / "codec", seed=0)
     info = extract_codes(sixteen_utterances(tmp_path, SECONDS), codec, tmp_path / "codes",
                          ExtractConfig(num_workers=0, progress=False))
     assert info["rows"] == 16 and info["rejected"] == 0
