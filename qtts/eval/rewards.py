@@ -29,7 +29,7 @@ import functools
 import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -97,6 +97,26 @@ class RewardConfig:
             if not isinstance(weight, (int, float)) or isinstance(weight, bool):
                 raise ValueError(f"rewards.weights.{key}: a number, got {weight!r}")
         self.weights = {k: float(v) for k, v in self.weights.items()}
+
+
+def load_reward_config(path: str | os.PathLike) -> RewardConfig:
+    """A ``RewardConfig`` from a YAML (or JSON) file of its fields; an unknown field or a bad value names the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"rewards file {path} does not exist")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of RewardConfig fields, got {type(values).__name__}")
+    known = {f.name for f in fields(RewardConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown}; known: {sorted(known)}")
+    try:
+        return RewardConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from e
 
 
 def import_reward(path: str) -> CustomReward:

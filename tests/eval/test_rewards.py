@@ -83,3 +83,18 @@ def test_bad_config_is_named():
         Rewards({"weights": {"no_such_module_xyz:fn": 1.0}})
     with pytest.raises(ValueError, match="have no weight"):
         Rewards({"weights": {"eos": 1.0}}, custom={"frames": length_reward})
+
+
+def test_reward_config_from_a_yaml_file(tmp_path):
+    from qtts.eval.rewards import load_reward_config
+
+    path = tmp_path / "rewards.yaml"
+    path.write_text("weights: {intelligibility: 1.0, eos: 2.0}\nframes_per_word: [2, 8]\n")
+    assert load_reward_config(path) == RewardConfig(weights={"intelligibility": 1.0, "eos": 2.0},
+                                                    frames_per_word=(2.0, 8.0))
+    path.write_text("weight: {eos: 1.0}\n")
+    with pytest.raises(ValueError, match=r"rewards.yaml: unknown field\(s\) \['weight'\]"):
+        load_reward_config(path)
+    path.write_text("frames_per_char: [3, 1]\n")
+    with pytest.raises(ValueError, match="rewards.yaml: rewards.frames_per_char"):
+        load_reward_config(path)
