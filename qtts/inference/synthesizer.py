@@ -53,17 +53,21 @@ class Request:
 
 
 class Synthesizer:
-    """``cuda_graphs``: on CUDA, generate with static KV caches and CUDA graphs (``qtts.inference.static_decoding``;
+    """``codec`` None makes a Synthesizer without audio: it builds and scores requests (``teacher_forced_batch``,
+    ``code_logprobs``, ``generate_codes``), as a training task does with the model it trains.
+
+    ``cuda_graphs``: on CUDA, generate with static KV caches and CUDA graphs (``qtts.inference.static_decoding``;
     the same codes, far fewer kernel launches); ``None`` turns them on when the model is on CUDA. Ignored off CUDA.
 
     ``windowed_decode``: decode offline audio in qwen-tts's 300-frame windows (``SpeechTokenizer.decode``), for
     sample parity with qwen-tts past 300 frames (reference included); by default offline audio equals the
     streamed packets at any length."""
 
-    def __init__(self, model: TTSModel, codec: SpeechTokenizer, tokenizer: TextTokenizer,
+    def __init__(self, model: TTSModel, codec: SpeechTokenizer | None, tokenizer: TextTokenizer,
                  sampling: SamplingConfig | None = None, cuda_graphs: bool | None = None,
                  windowed_decode: bool = False):
-        self.model, self.codec, self.tokenizer = model.eval(), codec.eval(), tokenizer
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.codec = codec.eval() if codec is not None else None  # None: requests and scores only, no audio
         self.sampling = sampling or SamplingConfig()
         self.cuda_graphs = cuda_graphs
         self.windowed_decode = windowed_decode
