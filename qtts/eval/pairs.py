@@ -88,7 +88,7 @@ def mine_pairs(model, prompts: str | os.PathLike | Sequence[TestItem], out: str 
             scores = scorer(samples)
             store.append(_pair_row(item, requests[p], rollouts, scores, p, min_gap) for p, item in enumerate(batch))
             bar.update(len(batch))
-    return write_dataset(out, [i.id for i in items], store, list(scorer.weights))
+    return write_dataset(out, [i.id for i in items], store, list(scorer.weights), progress)
 
 
 def _describe(scorer: Rewards) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def _pair_row(item: TestItem, request, rollouts, scores, prompt: int, min_gap: f
 
 
 def write_dataset(out: str | os.PathLike, ids: Sequence[str], store: ResultsStore,
-                  components: Sequence[str]) -> dict[str, Any]:
+                  components: Sequence[str], progress: bool = True) -> dict[str, Any]:
     """``out/dataset`` from the mined lines of ``ids`` in ``store`` (``out/results.jsonl``), each side with the reward
     ``components`` (replaced whole: written aside, then renamed), and the summary ``mine_pairs`` returns."""
     import datasets
@@ -141,7 +141,14 @@ def write_dataset(out: str | os.PathLike, ids: Sequence[str], store: ResultsStor
     table = datasets.Dataset.from_dict({name: [row[name] for row in pairs] for name in features}, features=features)
     tmp, final = out / f".{DATASET}.tmp", out / DATASET
     shutil.rmtree(tmp, ignore_errors=True)
-    table.save_to_disk(str(tmp), num_shards=1)  # one shard also when empty (zero shards do not load back)
+    quiet = not progress and not datasets.utils.are_progress_bars_disabled()
+    if quiet:
+        datasets.utils.disable_progress_bars()
+    try:
+        table.save_to_disk(str(tmp), num_shards=1)  # one shard also when empty (zero shards do not load back)
+    finally:
+        if quiet:
+            datasets.utils.enable_progress_bars()
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     rewards = [r for line in lines for r in line["rewards"]]

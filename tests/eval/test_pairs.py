@@ -112,3 +112,22 @@ def test_bad_arguments_are_named(base_model, prompts, tmp_path):
         mine_pairs(base_model, prompts, tmp_path / "x", group_size=1)
     with pytest.raises(ValueError, match="min_gap"):
         mine_pairs(base_model, prompts, tmp_path / "x", min_gap=-1.0)
+
+
+def test_mine_pairs_command(base_model, prompts, tmp_path, capsys):
+    """``qtts mine-pairs MODEL PROMPTS --out DIR --rewards FILE``: the summary printed, the dataset written; a bad
+    rewards file is one line naming it and exit status 2."""
+    from qtts.cli import main
+
+    rewards = tmp_path / "rewards.yaml"
+    rewards.write_text("weights: {tests.eval.test_pairs:loudness: 1.0, duration: 0.5}\n")
+    out = tmp_path / "mined"
+    assert main(["mine-pairs", str(base_model), str(prompts), "--out", str(out), "--rewards", str(rewards),
+                 "--group-size", "2", "--min-gap", "0", "--max-new-tokens", "4", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["prompts"] == 3 and summary["pairs"] + summary["dropped"] == 3
+    assert (out / "dataset" / "dataset_info.json").is_file()
+    rewards.write_text("weights: {eos: 1.0}\nband: [1, 2]\n")
+    assert main(["mine-pairs", str(base_model), str(prompts), "--out", str(tmp_path / "bad"), "--rewards",
+                 str(rewards)]) == 2
+    assert "rewards.yaml: unknown field(s) ['band']" in capsys.readouterr().err
