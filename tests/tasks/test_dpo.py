@@ -82,6 +82,13 @@ def test_lora_dpo_starts_at_ln2_and_widens_the_margin(mined, tmp_path):
     assert loss[0] == pytest.approx(math.log(2), abs=1e-6) and margin[0] == pytest.approx(0.0, abs=1e-6)
     assert sum(margin[-4:]) / 4 > 0.5 and sum(loss[-4:]) / 4 < 0.5 * math.log(2), (loss, margin)
     assert (run_dir / "adapter" / "adapter_config.json").is_file() and (run_dir / "export" / "config.json").is_file()
+    from qtts.inference import Synthesizer
+    from qtts.models.talker import TTSModel
+
+    merged = Synthesizer.from_pretrained(run_dir / "checkpoints" / "last.ckpt").model  # the LoRA checkpoint opens
+    exported = TTSModel.from_pretrained(run_dir / "export")
+    for name, value in exported.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[name], value, msg=name)
 
 
 def test_full_weight_dpo_caches_the_reference_and_widens_the_margin(mined, tmp_path):
