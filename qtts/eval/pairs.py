@@ -72,7 +72,7 @@ def mine_pairs(model, prompts: str | os.PathLike | Sequence[TestItem], out: str 
     sampling = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     settings = _settings("pairs", prompts, language, model=str(Path(model).resolve()) if isinstance(
         model, (str, os.PathLike)) else f"<{synth.model_type} model>", voice=voice, seed=seed, sampling=sampling,
-        group_size=group_size, groups=groups, min_gap=min_gap, rewards=_describe(scorer))
+        group_size=group_size, groups=groups, min_gap=min_gap, rewards=scorer.describe())
     store = ResultsStore(out, settings)
     todo = [item for item in items if not store.done(SYSTEM, item.id)]
     with tqdm(total=len(todo), unit="prompt", desc="mine", disable=not progress) as bar:
@@ -89,14 +89,6 @@ def mine_pairs(model, prompts: str | os.PathLike | Sequence[TestItem], out: str 
             store.append(_pair_row(item, requests[p], rollouts, scores, p, min_gap) for p, item in enumerate(batch))
             bar.update(len(batch))
     return write_dataset(out, [i.id for i in items], store, list(scorer.weights), progress)
-
-
-def _describe(scorer: Rewards) -> dict[str, Any]:
-    """What the rewards are, for the settings (weights, band, scorers)."""
-    config = scorer.config
-    return {"weights": scorer.weights, "frames_per_word": list(config.frames_per_word),
-            "frames_per_char": list(config.frames_per_char), "asr": getattr(scorer._asr, "name", config.asr),
-            "sim": config.sim, "mos": config.mos}
 
 
 def _pair_row(item: TestItem, request, rollouts, scores, prompt: int, min_gap: float) -> dict[str, Any]:

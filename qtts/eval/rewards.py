@@ -192,6 +192,15 @@ class Rewards:
             self._mos = open_mos(self.config.mos)
         return self._mos
 
+    def describe(self) -> dict:
+        """What these rewards are (weights, duration bands, scorers), for the settings a result records."""
+        config = self.config
+        return {"weights": self.weights, "frames_per_word": list(config.frames_per_word),
+                "frames_per_char": list(config.frames_per_char),
+                "asr": self._asr.name if self._asr is not None else config.asr,
+                "sim": getattr(self._embedder, "name", None) or config.sim,
+                "mos": getattr(self._mos, "name", None) or config.mos}
+
     def __call__(self, samples: Sequence[RewardSample]) -> RewardScores:
         """Score ``samples``: the components with a non-zero weight, and their weighted sum."""
         if not samples:
