@@ -40,6 +40,19 @@ EVAL_TTS = EVAL_COMMON | {
     "greedy": "argmax codes instead of sampling",
 }
 EVAL_CODEC = EVAL_COMMON | {"metrics": "PESQ-WB/NB, STOI, mel distance and SI-SDR of each reconstruction"}
+MINE_PAIRS = {
+    "group_size": "samples per prompt (best vs worst become its pair)",
+    "min_gap": "drop a prompt whose best and worst rewards differ by less",
+    "language": "mine this language only (a Seed-TTS-eval list: its language)",
+    "voice": EVAL_TTS["voice"],
+    "batch_size": "prompts per generation (each sampled group_size times)",
+    "groups": "log-probability policy recorded while sampling: all 16 code groups or group 0 (first)",
+    "seed": "sampling seed (each batch's seed derives from it and the batch's ids)",
+    "max_new_tokens": "most frames (80 ms) per sample (default: the model's generation config)",
+    "codec": "speech tokenizer folder (default: the model's)",
+    "device": "torch device (model, ASR)",
+    "progress": "a progress bar",
+}
 DEMO = {
     "per_speaker": "utterances per synthetic speaker",
     "train_steps": "speaker-encoder steps (0 skips it)",
@@ -324,6 +337,17 @@ def build_parser() -> _Parser:
                        help="predicted MOS; SOURCE: a MOS model (default: DNSMOS)")
         p.add_argument("--json", action="store_true", help="print report.json instead of the tables")
         p.set_defaults(func=func, options=options)
+
+    mp = commands.add_parser("mine-pairs", help="DPO preference pairs: sample each prompt of a test set several "
+                             "times, score the samples by the rewards, keep best vs worst (an HF dataset in --out)")
+    mp.add_argument("model", help="model folder, run folder or talker checkpoint")
+    mp.add_argument("prompts", help="JSONL test set or Seed-TTS-eval meta.lst / its folder")
+    mp.add_argument("--out", required=True, help="output folder (results.jsonl, dataset/)")
+    mp.add_argument("--rewards", default=None, metavar="FILE",
+                    help="YAML file of the reward config (weights, duration bands, scorers; default: "
+                         "qtts.eval.rewards.RewardConfig())")
+    options_from_signature(mp, "qtts.eval.pairs:mine_pairs", MINE_PAIRS)
+    mp.set_defaults(func=_mine_pairs)
 
     t = commands.add_parser("train", help="train a task: Hydra overrides over the packaged configs, as "
                             "scripts/train.py takes them (qtts train experiment=talker_demo trainer.max_steps=10)")
@@ -659,6 +683,20 @@ def _eval_codec(args: argparse.Namespace) -> int:
     from qtts.eval.run import evaluate_codec
 
     return _eval_run(args, functools.partial(evaluate_codec, args.codec, args.manifest, args.out))
+
+
+def _mine_pairs(args: argparse.Namespace) -> int:
+    from qtts.eval.pairs import mine_pairs
+    from qtts.eval.rewards import load_reward_config
+
+    try:
+        rewards = load_reward_config(args.rewards) if args.rewards else None
+        summary = mine_pairs(args.model, args.prompts, args.out, rewards=rewards, **_picked(args, MINE_PAIRS))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # bad test set or rewards, missing model or audio
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -119,6 +119,14 @@ def test_flags_default_to_the_library(monkeypatch, tmp_path):
     assert main(["eval", "codec", "CODEC", "SET", "--out", str(tmp_path / "ec")]) == 0
     assert passed_defaults("evaluate_codec", defaults) == common | {"metrics"}
 
+    from qtts.eval import pairs
+
+    defaults = fake(pairs, "mine_pairs", {"prompts": 1, "pairs": 1})
+    assert main(["mine-pairs", "MODEL", "SET", "--out", str(tmp_path / "mp")]) == 0
+    assert calls["mine_pairs"][0] == ("MODEL", "SET", str(tmp_path / "mp"))
+    assert passed_defaults("mine_pairs", defaults) == set(defaults)  # rewards: None, the library's RewardConfig()
+    assert calls["mine_pairs"][1]["rewards"] is None
+
     defaults = fake(demo, "run_demo", 0)
     assert main(["demo"]) == 0
     assert passed_defaults("run_demo", defaults) == set(defaults)

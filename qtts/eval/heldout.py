@@ -7,9 +7,11 @@ is the library side of the validation callback (``qtts.training.talker_eval.Held
 
 Sentences are ``qtts.eval.testset`` items (a JSONL test set or a Seed-TTS-eval list, e.g. the held-out set of
 ``data_prep.synthetic --testset``); each is spoken in the voice ``qtts.eval.run.choose_voice`` picks (its prompt
-audio, speaker or instruct; the plain layout without a speaker slot when it names none). Unlike ``evaluate_tts``
-nothing is written: the clips stay in memory for the loggers. Scores follow ``qtts.eval.scoring`` (Seed-TTS-eval
-rules); SIM (against the prompt audio) and MOS are added when a speaker embedder / MOS predictor is given.
+audio, speaker or instruct; the plain layout without a speaker slot when it names none), as the request
+``qtts.eval.run.item_requests`` builds (a clone in qwen-tts's default streaming text layout, as ``evaluate_tts``).
+Unlike ``evaluate_tts`` nothing is written: the clips stay in memory for the loggers. Scores follow
+``qtts.eval.scoring`` (Seed-TTS-eval rules); SIM (against the prompt audio) and MOS are added when a speaker
+embedder / MOS predictor is given.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from qtts.audio.io import load_audio
 from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, to_asr_rate
 from qtts.eval.naturalness import MOSPredictor
-from qtts.eval.run import choose_voice
+from qtts.eval.run import item_requests
 from qtts.eval.scoring import score_utterance, summarize
 from qtts.eval.similarity import SpeakerEmbedder, speaker_similarity
 from qtts.eval.testset import TestItem
@@ -57,24 +59,13 @@ def synthesize_sentences(synth: Any, sentences: Sequence[TestItem], batch_size: 
     ``sampling`` overrides its generation settings (e.g. ``do_sample=False``, ``seed=0``). ``clamp_codes``: clamp
     codes the codec has no entry for into its codebook (a talker early in training, whose code vocabulary is larger
     than a small codec's, chooses them; as the task's teacher-forced samples do) instead of raising."""
-    from qtts.inference.synthesizer import Request
-
     wavs: list[torch.Tensor] = []
     for first in range(0, len(sentences), batch_size):
-        batch = list(sentences[first:first + batch_size])
-        requests, prompts = [], []
-        for s in batch:
-            voice, prompt = choose_voice(s, synth), None
-            if voice == "clone":
-                prompt = synth.create_voice_prompt(s.ref_audio, s.ref_text, x_vector_only=not s.ref_text)
-            requests.append(Request(s.text, s.language, prompt=prompt,
-                                    speaker=s.speaker if voice == "speaker" else None,
-                                    instruct=s.instruct if voice in ("speaker", "instruct") else None))
-            prompts.append(prompt)
+        requests = item_requests(synth, list(sentences[first:first + batch_size]))
         codes = synth.generate_codes(requests, **sampling)
         if clamp_codes:
             codes = [c.clamp(0, synth.codec.config.decoder_config.codebook_size - 1) for c in codes]
-        wavs += synth.decode(codes, prompts)
+        wavs += synth.decode(codes, [r.prompt for r in requests])
     return wavs
 
 

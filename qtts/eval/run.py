@@ -231,6 +231,29 @@ def choose_voice(item: TestItem, synth, voice: Voice = "auto") -> str:
                      "VoiceDesign model")
 
 
+def item_requests(synth, items: Sequence[TestItem], voice: Voice = "auto") -> list:
+    """The ``Synthesizer`` request (``qtts.inference.synthesizer.Request``) that speaks each item in the voice
+    :func:`choose_voice` picks, built by ``synth.request`` as the voice methods build theirs: ``clone`` with a voice
+    prompt of the item's ``ref_audio`` (in-context with its ``ref_text``, else x-vector only; the prompts are encoded
+    in one codec batch per kind), ``speaker`` (steered by the item's ``instruct``), ``instruct`` or ``plain``. The
+    one place test-set items become requests: ``generate_audio``, the held-out evaluation and the rollouts of
+    post-training use it. ``synth.decode`` wants the requests' ``prompt`` s with their codes."""
+    modes = [choose_voice(item, synth, voice) for item in items]
+    prompts: dict[int, Any] = {}
+    for in_context in (True, False):
+        rows = [i for i, (item, mode) in enumerate(zip(items, modes)) if mode == "clone"
+                and bool(item.ref_text) == in_context]
+        if rows:
+            made = synth.create_voice_prompt([items[i].ref_audio for i in rows],
+                                             [items[i].ref_text for i in rows] if in_context else None,
+                                             x_vector_only=not in_context)
+            prompts.update(zip(rows, made))
+    return [synth.request(item.text, item.language, prompt=prompts.get(i),
+                          speaker=item.speaker if mode == "speaker" else None,
+                          instruct=item.instruct if mode in ("speaker", "instruct") else None)
+            for i, (item, mode) in enumerate(zip(items, modes))]
+
+
 def _batch_seed(seed: int, ids: Sequence[str]) -> int:
     """A seed per batch from the run's seed and the batch's ids: a resumed batch samples as it would have."""
     return (seed * 1_000_003 + zlib.crc32("\n".join(ids).encode())) % 2**31
@@ -238,8 +261,8 @@ def _batch_seed(seed: int, ids: Sequence[str]) -> int:
 
 def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice = "auto", batch_size: int = 4,
                    seed: int = 0, sampling: dict | None = None, progress: bool = True) -> dict[str, Path]:
-    """``out_dir/ID.wav`` for every item, generated in batches of one voice mode (files already there are kept);
-    returns ``{id: path}``."""
+    """``out_dir/ID.wav`` for every item, generated in batches of one voice mode (files already there are kept;
+    requests by :func:`item_requests`); returns ``{id: path}``."""
     _check_batch_size(batch_size)
     modes = {item.id: choose_voice(item, synth, voice) for item in items}
     paths = {item.id: out_dir / f"{item.id}.wav" for item in items}
@@ -248,27 +271,12 @@ def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice
     for item in todo:
         groups.setdefault((modes[item.id], bool(item.ref_text)), []).append(item)
     with tqdm(total=len(todo), unit="utt", desc="generate", disable=not progress) as bar:
-        for (mode, in_context), group in groups.items():
+        for (mode, _), group in groups.items():
             for first in range(0, len(group), batch_size):
                 batch = group[first:first + batch_size]
                 kwargs = dict(sampling or {}, seed=_batch_seed(seed, [i.id for i in batch]))
-                texts, languages = [i.text for i in batch], [i.language for i in batch]
-                if mode == "clone":
-                    prompts = synth.create_voice_prompt([i.ref_audio for i in batch],
-                                                        [i.ref_text for i in batch] if in_context else None,
-                                                        x_vector_only=not in_context)
-                    wavs = synth.voice_clone(texts, prompt=prompts, language=languages, **kwargs)
-                elif mode == "speaker":
-                    wavs = synth.custom_voice(texts, speaker=[i.speaker for i in batch], language=languages,
-                                              instruct=[i.instruct for i in batch], **kwargs)
-                elif mode == "instruct":
-                    wavs = synth.voice_design(texts, instruct=[i.instruct for i in batch], language=languages,
-                                              **kwargs)
-                else:
-                    from qtts.inference.synthesizer import Request
-
-                    requests = [Request(i.text, i.language) for i in batch]
-                    wavs = synth.decode(synth.generate_codes(requests, **kwargs))
+                requests = item_requests(synth, batch, mode)
+                wavs = synth.decode(synth.generate_codes(requests, **kwargs), [r.prompt for r in requests])
                 for item, wav in zip(batch, wavs):
                     save_audio(paths[item.id], wav, synth.sample_rate)
                 bar.update(len(batch))

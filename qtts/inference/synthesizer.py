@@ -53,17 +53,21 @@ class Request:
 
 
 class Synthesizer:
-    """``cuda_graphs``: on CUDA, generate with static KV caches and CUDA graphs (``qtts.inference.static_decoding``;
+    """``codec`` None makes a Synthesizer without audio: it builds and scores requests (``teacher_forced_batch``,
+    ``code_logprobs``, ``generate_codes``), as a training task does with the model it trains.
+
+    ``cuda_graphs``: on CUDA, generate with static KV caches and CUDA graphs (``qtts.inference.static_decoding``;
     the same codes, far fewer kernel launches); ``None`` turns them on when the model is on CUDA. Ignored off CUDA.
 
     ``windowed_decode``: decode offline audio in qwen-tts's 300-frame windows (``SpeechTokenizer.decode``), for
     sample parity with qwen-tts past 300 frames (reference included); by default offline audio equals the
     streamed packets at any length."""
 
-    def __init__(self, model: TTSModel, codec: SpeechTokenizer, tokenizer: TextTokenizer,
+    def __init__(self, model: TTSModel, codec: SpeechTokenizer | None, tokenizer: TextTokenizer,
                  sampling: SamplingConfig | None = None, cuda_graphs: bool | None = None,
                  windowed_decode: bool = False):
-        self.model, self.codec, self.tokenizer = model.eval(), codec.eval(), tokenizer
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.codec = codec.eval() if codec is not None else None  # None: requests and scores only, no audio
         self.sampling = sampling or SamplingConfig()
         self.cuda_graphs = cuda_graphs
         self.windowed_decode = windowed_decode
@@ -174,6 +178,22 @@ class Synthesizer:
             raise ValueError("choose a voice: a reference to clone, a speaker name, or an instruct (VoiceDesign)")
 
     # -- the three voices ------------------------------------------------------------------------------------
+    def request(self, text: str, language: str = "auto", *, speaker: str | None = None,
+                instruct: str | None = None, prompt: VoicePrompt | None = None,
+                non_streaming_mode: bool | None = None) -> Request:
+        """One utterance as ``voice_clone`` (``prompt``), ``custom_voice`` (``speaker``, steered by ``instruct``),
+        ``voice_design`` (``instruct`` alone) or the plain layout (none of them) build it, for callers that batch
+        requests themselves (evaluation, rollouts). ``non_streaming_mode`` defaults as those methods do: False for
+        a cloned voice (qwen-tts's default), True otherwise. A 0.6B custom-voice model takes no instruct: it is
+        dropped with a warning, as qwen-tts drops it."""
+        if speaker and instruct and self.model.config.tts_model_size == "0b6":
+            warnings.warn("this 0.6B custom-voice model takes no instruct; it is ignored", stacklevel=2)
+            instruct = None
+        if non_streaming_mode is None:
+            non_streaming_mode = prompt is None
+        return Request(text, language, speaker=speaker, instruct=instruct or None, prompt=prompt,
+                       non_streaming_mode=non_streaming_mode)
+
     def voice_clone(self, text: str | Sequence[str], ref_audio: AudioLike | Sequence[AudioLike] | None = None,
                     ref_text: str | Sequence[str | None] | None = None, x_vector_only: bool = False,
                     language: str | Sequence[str] = "auto", prompt: VoicePrompt | Sequence[VoicePrompt] | None = None,
@@ -188,7 +208,7 @@ class Synthesizer:
                 raise ValueError("voice_clone needs ref_audio (with ref_text, or x_vector_only=True) or a prompt")
             prompt = self.create_voice_prompt(ref_audio, ref_text, x_vector_only)
         prompts = _broadcast(prompt, len(texts), "prompt")
-        requests = [Request(t, lang, prompt=p, non_streaming_mode=non_streaming_mode)
+        requests = [self.request(t, lang, prompt=p, non_streaming_mode=non_streaming_mode)
                     for t, lang, p in zip(texts, _broadcast(language, len(texts), "language"), prompts)]
         return self._run(requests, single, stream, packet_frames, first_packet_frames, sampling)
 
@@ -199,10 +219,7 @@ class Synthesizer:
         """Speak ``text`` as one of the model's named speakers; ``instruct`` steers the style (1.7B models; the
         0.6B CustomVoice models were not trained with it, and it is dropped with a warning, as qwen-tts drops it)."""
         texts, single = _as_list(text)
-        if instruct is not None and self.model.config.tts_model_size == "0b6":
-            warnings.warn("this 0.6B custom-voice model takes no instruct; it is ignored", stacklevel=2)
-            instruct = None
-        requests = [Request(t, lang, speaker=s, instruct=i or None, non_streaming_mode=non_streaming_mode)
+        requests = [self.request(t, lang, speaker=s, instruct=i, non_streaming_mode=non_streaming_mode)
                     for t, lang, s, i in zip(texts, _broadcast(language, len(texts), "language"),
                                              _broadcast(speaker, len(texts), "speaker"),
                                              _broadcast(instruct, len(texts), "instruct"))]
@@ -215,7 +232,7 @@ class Synthesizer:
         texts, single = _as_list(text)
         for i in _broadcast(instruct, len(texts), "instruct"):
             self.check_voice(instruct=i)
-        requests = [Request(t, lang, instruct=i, non_streaming_mode=non_streaming_mode)
+        requests = [self.request(t, lang, instruct=i, non_streaming_mode=non_streaming_mode)
                     for t, lang, i in zip(texts, _broadcast(language, len(texts), "language"),
                                           _broadcast(instruct, len(texts), "instruct"))]
         return self._run(requests, single, stream, packet_frames, first_packet_frames, sampling)

@@ -240,3 +240,61 @@ def _talker_config(folder: str, field: str) -> Any:
     from qtts.models.checkpoint import read_json
 
     return read_json(Path(folder) / "config.json").get("talker_config", {}).get(field)
+
+
+class PairDataset(Dataset):
+    """The rows of a mined pairs dataset (``qtts.eval.pairs``) as dicts; the sampler's ``(index, seed)`` keys are
+    taken too (the seed is unused: a pair is what it is)."""
+
+    def __init__(self, rows: Any):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index = key[0] if isinstance(key, tuple) else key
+        return self.rows[int(index)]
+
+
+def _rows(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The collate of pairs: the rows themselves (the DPO task lays them out with the model's tokenizer)."""
+    return batch
+
+
+class PairDataModule(SplitDataModule):
+    """DPO pairs from ``qtts mine-pairs`` (its ``--out`` folder, or the ``dataset/`` inside it). A batch holds at
+    most ``max_frames_per_batch`` frames counted as longest pair × pairs (a pair's length: its chosen and rejected
+    frames together), and at most ``max_batch_size`` pairs."""
+
+    def __init__(self, pairs: str, val_fraction: float = 0.0, max_frames_per_batch: int = 4096,
+                 max_batch_size: int | None = 8, num_buckets: int = 4, num_workers: int = 0, seed: int = 0):
+        super().__init__(val_fraction, max_frames_per_batch, max_batch_size, num_buckets, num_workers, seed)
+        self.corpus = pairs
+
+    def open_rows(self) -> Any:
+        import datasets
+
+        from qtts.eval.pairs import DATASET
+
+        folder = Path(self.corpus)
+        if (folder / DATASET).is_dir():
+            folder = folder / DATASET
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data.pairs: {self.corpus} is not a mined pairs folder (qtts mine-pairs --out)")
+        rows = datasets.load_from_disk(str(folder))
+        missing = {"id", "chosen_codes", "rejected_codes"} - set(rows.column_names)
+        if missing:
+            raise ValueError(f"data.pairs: {folder} has no column(s) {sorted(missing)}: not a mined pairs dataset")
+        if len(rows) == 0:
+            raise ValueError(f"data.pairs: {folder} holds no pairs (every prompt's samples were closer than min_gap?)")
+        return rows
+
+    def make_dataset(self, rows: Any) -> PairDataset:
+        return PairDataset(rows)
+
+    def lengths(self, dataset: PairDataset) -> list[float]:
+        return [len(c) + len(r) for c, r in zip(dataset.rows["chosen_codes"], dataset.rows["rejected_codes"])]
+
+    def collate(self) -> Callable[[list], Any]:
+        return _rows

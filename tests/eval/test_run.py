@@ -430,3 +430,37 @@ def test_eval_codec_command_with_every_metric(tmp_path, capsys):
     assert report["settings"]["mos"] == "dnsmos" and report["settings"]["metrics"] == "reconstruction_metrics"
     out = capsys.readouterr().out
     assert "## reconstruction" in out and "## original" in out and "pesq_wb" in out
+
+
+def test_item_requests_speak_items_as_the_voice_methods_do(base_model, tmp_path):
+    """Test-set items become the requests the Synthesizer's voice methods build (clone in context or by x-vector,
+    plain), prompts encoded in one batch per kind; generate_audio's clips equal voice_clone's with the batch's
+    seed."""
+    from qtts.audio.io import load_audio
+    from qtts.eval.run import _batch_seed, generate_audio, item_requests
+    from qtts.eval.testset import TestItem
+    from qtts.inference import Synthesizer
+
+    synth = Synthesizer.from_pretrained(base_model)
+    prompts = [_tone(tmp_path / f"p{i}.wav", 0.4 + 0.1 * i, 300 + 40 * i) for i in range(2)]
+    items = [TestItem("a", "Hello there.", "en", ref_audio=str(prompts[0]), ref_text="A prompt."),
+             TestItem("b", "Good night.", "en", ref_audio=str(prompts[1])),
+             TestItem("c", "Plain words.", "en")]
+    requests = item_requests(synth, items)
+    assert [r.text for r in requests] == [i.text for i in items]
+    assert requests[0].prompt.in_context and requests[0].prompt.ref_text == "A prompt."
+    assert requests[1].prompt is not None and not requests[1].prompt.in_context
+    assert requests[2].prompt is None and requests[2].speaker is None and requests[2].instruct is None
+    assert [r.non_streaming_mode for r in requests] == [False, False, True]  # voice_clone's default for clones
+    alone = synth.create_voice_prompt(str(prompts[0]), "A prompt.")
+    torch.testing.assert_close(requests[0].prompt.xvector, alone.xvector)
+    torch.testing.assert_close(requests[0].prompt.ref_codes, alone.ref_codes)
+
+    clones = items[:1]
+    paths = generate_audio(synth, clones, tmp_path / "audio", seed=3, sampling={"max_new_tokens": FRAMES},
+                           progress=False)
+    expected = synth.voice_clone([clones[0].text], ref_audio=[clones[0].ref_audio], ref_text=[clones[0].ref_text],
+                                 language=["en"], seed=_batch_seed(3, ["a"]), max_new_tokens=FRAMES)[0]
+    written = load_audio(paths["a"], synth.sample_rate)[0][0]
+    assert written.shape == expected.shape and len(expected) > 0
+    torch.testing.assert_close(written, expected, atol=1e-4, rtol=0)
