@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -56,17 +57,29 @@ class RNGState(L.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class SaveLast(L.Callback):
-    """Save ``last.ckpt`` when training ends and on SIGTERM (preemption, SLURM, ``kill``), so no step is lost.
+class SaveLast(Checkpoint):
+    """Own ``last.ckpt``: save it every ``every_n_steps`` steps, after the run's final step and on SIGTERM
+    (preemption, SLURM, ``kill``), so no step is lost and ``resume`` continues exactly.
 
-    SIGTERM only raises a flag; the step in progress finishes, the checkpoint is written in
-    ``on_train_batch_end`` (where periodic checkpoints are taken, so a resume continues exactly),
-    and the run stops cleanly. Any rank's signal counts for all (one boolean all-reduce per step),
-    so the collective save cannot deadlock under DDP; a launcher's child processes get the signal too.
+    Every save is taken in ``on_train_batch_end``, the one point where Lightning resumes exactly (it restarts the
+    unfinished epoch after the saved batch). A run that stops at ``max_steps`` in the middle of an epoch is, for
+    Lightning, past that epoch's end by ``on_train_end`` (it counts the epoch as finished and would resume in the
+    next one, at the next epoch's data), so the final save happens at the end of the final step instead, where
+    the saved position is the last trained batch; nothing writes ``last.ckpt`` after it. Only a stop Lightning
+    decides after the batch (``EarlyStopping``, ``max_time``) is saved at ``on_train_end``: Lightning resumes that in
+    the next epoch.
+
+    SIGTERM only raises a flag; the step in progress finishes, the checkpoint is written at its end and the run
+    stops cleanly. Any rank's signal counts for all (one boolean all-reduce per step), so the collective save
+    cannot deadlock under DDP; a launcher's child processes get the signal too.
+
+    A ``Checkpoint`` subclass, so Lightning runs it after ``ModelCheckpoint`` (its periodic ``step_N.ckpt`` is then
+    already in the saved callback state, and pruned as usual after a resume).
     """
 
-    def __init__(self, dirpath: str | os.PathLike):
+    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = 0):
         self.dirpath = Path(dirpath)
+        self.every_n_steps = every_n_steps
         self._saved_step: int | None = None
         self._sigterm = False
         self._stopping = False
@@ -102,19 +115,35 @@ class SaveLast(L.Callback):
             self._save(trainer, "SIGTERM")
             self._stopping = True
             trainer.should_stop = True  # the step's metrics are still logged, then the epoch loop ends
+        elif _final_batch(trainer):
+            self._save(trainer, "end of training")
+        elif self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer, None)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._stopping:
             # End the run here (exit status 0), as Lightning's own SIGTERM handling does, on every rank (they
-            # agreed above): nothing after this may write a checkpoint (ModelCheckpoint runs later and would
-            # overwrite last.ckpt at training end with a state past the epoch's end, which resumes in the next
-            # epoch) and an interrupted run is not exported.
+            # agreed above): nothing after this may write a checkpoint (at training end the state is past an
+            # epoch Lightning counts as finished, which resumes in the next epoch) and an interrupted run is not
+            # exported.
             raise SIGTERMException()
 
-    def _save(self, trainer: L.Trainer, why: str) -> None:
+    def _save(self, trainer: L.Trainer, why: str | None) -> None:
+        """Write ``last.ckpt`` once per step; ``why`` (None: a periodic save, not logged) goes to the log."""
         if self._saved_step == trainer.global_step:
             return
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path)
         self._saved_step = trainer.global_step
-        rank_zero_info(f"{why}: saved {path} at step {trainer.global_step}")
+        if why is not None:
+            rank_zero_info(f"{why}: saved {path} at step {trainer.global_step}")
+
+
+def _final_batch(trainer: L.Trainer) -> bool:
+    """Whether the batch that just ended is the run's last: it reached ``max_steps``, or it ended the final epoch
+    (the same on every rank: their step counts and epoch lengths agree)."""
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return True
+    max_epochs = trainer.max_epochs
+    last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+    return max_epochs is not None and max_epochs != -1 and last_batch and trainer.current_epoch + 1 >= max_epochs

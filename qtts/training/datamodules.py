@@ -105,7 +105,11 @@ class SplitDataModule(L.LightningDataModule, abc.ABC):
         self.setup()
         return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
 
-    # Sampler position for mid-epoch resume: Lightning stores this in the checkpoint.
+    # Sampler position for mid-epoch resume: Lightning stores this in the checkpoint. Taken at a batch's end (where
+    # every checkpoint of a run is saved: ModelCheckpoint's step files, SaveLast's last.ckpt), it is the epoch of the
+    # last trained batch and the batches done in it, which is where Lightning resumes. After a stop at max_steps,
+    # Lightning counts the stopped epoch as finished (the epoch is one more, the batches those of the stopped one),
+    # which is why last.ckpt is not written at training end (SaveLast).
     def state_dict(self) -> dict[str, int]:
         trainer = self.trainer
         if trainer is None:

@@ -119,12 +119,12 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     every = int(cfg.checkpoint.every_n_steps)
     callbacks: list[L.Callback] = [
         # step_00001000.ckpt: no '=' in the name, so `resume=PATH` needs no quoting on the command line
-        ModelCheckpoint(dirpath=ckpt_dir, filename="step_{step:08d}", every_n_train_steps=every, save_last=True,
+        # last.ckpt is SaveLast's alone: ModelCheckpoint's save_last would also rewrite it at the epoch's end and at
+        # training end, where a run stopped by max_steps is past an epoch Lightning counts as finished (SaveLast).
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step_{step:08d}", every_n_train_steps=every, save_last=False,
                         save_top_k=int(cfg.checkpoint.keep), monitor="step", mode="max",
-                        # names are unique per step; last.ckpt (also written by SaveLast) is overwritten in
-                        # place instead of growing last-v1.ckpt beside it
                         auto_insert_metric_name=False, enable_version_counter=False),
-        SaveLast(ckpt_dir),
+        SaveLast(ckpt_dir, every_n_steps=every),
         RNGState(),
     ]
     if cfg.trainer.get("enable_progress_bar", True):

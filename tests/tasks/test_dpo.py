@@ -129,8 +129,7 @@ def test_full_weight_dpo_caches_the_reference_and_widens_the_margin(mined, tmp_p
 def test_dpo_resumes_exactly(mined, tmp_path, lora):
     """A run resumed from its step-5 checkpoint (mid-epoch: 4 batches per epoch) continues the loss curve of an
     uninterrupted 8-step run: LoRA (adapter-only checkpoints) and full weights (the cached reference restored from
-    the checkpoint, not recomputed from the moved weights). Not from the last.ckpt of a run that stopped at
-    max_steps: Lightning counts that epoch as finished, so the data order would continue in the next epoch."""
+    the checkpoint, not recomputed from the moved weights)."""
     from tests.training.test_train_script import step_losses
 
     model, pairs = mined

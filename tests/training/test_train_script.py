@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,13 +42,30 @@ def only_run(root: Path, name: str) -> Path:
     return runs[0]
 
 
+def record_batches(path: Path) -> list[str]:
+    """Overrides that append each step's sample ids to ``path`` (``batch_ids`` reads them)."""
+    return ["+callbacks.record._target_=tests.helpers.batches.RecordBatchIds", f"+callbacks.record.path={path}"]
+
+
+def batch_ids(path: Path) -> dict[int, list[str]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    steps = [row["step"] for row in rows]
+    assert len(steps) == len(set(steps)), steps  # no step trained twice
+    return {row["step"]: row["ids"] for row in rows}
+
+
 @pytest.fixture(scope="module")
-def reference_losses(tiny_corpus, tmp_path_factory):
-    """One uninterrupted run to compare interrupted ones against."""
+def reference_run(tiny_corpus, tmp_path_factory) -> tuple[dict[int, float], dict[int, list[str]]]:
+    """One uninterrupted run to compare interrupted ones against: its losses and sample ids per step."""
     root = tmp_path_factory.mktemp("reference")
-    subprocess.run(TRAIN + common_overrides(tiny_corpus, root, "straight", STEPS), env=subprocess_env(), check=True,
-                   cwd=REPO, capture_output=True)
-    return step_losses(only_run(root, "straight"))
+    subprocess.run(TRAIN + common_overrides(tiny_corpus, root, "straight", STEPS) + record_batches(root / "ids.jsonl"),
+                   env=subprocess_env() | {"PYTHONPATH": str(REPO)}, check=True, cwd=REPO, capture_output=True)
+    return step_losses(only_run(root, "straight")), batch_ids(root / "ids.jsonl")
+
+
+@pytest.fixture(scope="module")
+def reference_losses(reference_run) -> dict[int, float]:
+    return reference_run[0]
 
 
 STEPS = 12
@@ -77,6 +95,59 @@ def test_sigterm_then_resume_continues_step_and_loss(tiny_corpus, tmp_path, refe
     for s in continued:
         assert continued[s] == pytest.approx(reference_losses[s], rel=1e-4, abs=1e-5), (s, continued, reference_losses)
     assert (run_dir / "config.yaml").exists() and len(list((run_dir / "launches").iterdir())) == 2
+
+
+def test_more_steps_from_a_finished_run_continue_it(tiny_corpus, tmp_path, reference_run):
+    """A run that reached its max_steps, launched again with more steps (``resume=auto``: its ``last.ckpt``),
+    trains the same batches with the same losses as one uninterrupted run: stopped at the end of epoch 0 (step 4,
+    4 batches per epoch), continued to mid-epoch 1 (step 5), continued to the end. Lightning counts an epoch
+    stopped at max_steps as finished, so a last.ckpt written at training end would go on with the next epoch's
+    data (and skip the rest of this one)."""
+    env = subprocess_env() | {"PYTHONPATH": str(REPO)}
+    run_dir = None
+    for max_steps, position in ((4, (0, 4)), (5, (1, 1)), (STEPS, (2, 4))):  # (epoch, batches done in it)
+        args = common_overrides(tiny_corpus, tmp_path, "more", max_steps) + record_batches(tmp_path / "ids.jsonl")
+        result = subprocess.run(TRAIN + args + (["resume=auto"] if run_dir else []), env=env, cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        run_dir = run_dir or only_run(tmp_path, "more")
+        assert only_run(tmp_path, "more") == run_dir
+        last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert last["global_step"] == max_steps
+        assert last["AudioDataModule"] == dict(zip(("epoch", "batches_done"), position)), max_steps
+
+    # ModelCheckpoint's step files are in the state last.ckpt restored (SaveLast saves after it): checkpoint.keep=3
+    # pruned step 3, written by the first launch
+    names = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert names == {"last.ckpt", "step_00000006.ckpt", "step_00000009.ckpt", "step_00000012.ckpt"}
+    reference_losses, reference_ids = reference_run
+    assert batch_ids(tmp_path / "ids.jsonl") == reference_ids
+    continued = step_losses(run_dir)
+    assert sorted(continued) == sorted(reference_losses) == list(range(STEPS))
+    for s in continued:
+        assert continued[s] == pytest.approx(reference_losses[s], rel=1e-4, abs=1e-5), (s, continued, reference_losses)
+
+
+def test_more_epochs_from_a_finished_run_continue_it(tiny_corpus, tmp_path, reference_run):
+    """The same for a run that stopped at its max_epochs (one epoch, then three): a last.ckpt written at training
+    end would skip the whole next epoch."""
+    env = subprocess_env() | {"PYTHONPATH": str(REPO)}
+    run_dir = None
+    for max_epochs in (1, STEPS // 4):
+        args = common_overrides(tiny_corpus, tmp_path, "epochs", -1) + [f"trainer.max_epochs={max_epochs}"]
+        args += record_batches(tmp_path / "ids.jsonl") + (["resume=auto"] if run_dir else [])
+        result = subprocess.run(TRAIN + args, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        run_dir = run_dir or only_run(tmp_path, "epochs")
+        last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert last["AudioDataModule"] == {"epoch": max_epochs - 1, "batches_done": 4}
+
+    reference_losses, reference_ids = reference_run
+    assert batch_ids(tmp_path / "ids.jsonl") == reference_ids
+    continued = step_losses(run_dir)
+    assert sorted(continued) == sorted(reference_losses)
+    for s in continued:
+        assert continued[s] == pytest.approx(reference_losses[s], rel=1e-4, abs=1e-5), (s, continued, reference_losses)
 
 
 def test_wrong_key_fails_before_training_starts(tiny_corpus, tmp_path):
