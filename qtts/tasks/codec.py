@@ -8,6 +8,9 @@ is given, distillation of the semantic codebook toward the teacher's features (e
 ``gan_warmup_steps`` generator steps train on reconstruction only; then the discriminator steps every
 ``disc_every`` generator steps. Lightning's ``max_steps`` counts the steps of both optimizers.
 Decoder-only mode freezes encoder and quantizer, so codes stay exactly those of the starting codec.
+With ``vq_warmup_steps`` the first generator steps decode the encoder's continuous latent (``vq_training.bypass``):
+a codec from scratch then learns a latent before the EMA codebooks k-means-initialise on it, instead of chasing a
+latent that moves faster than they follow (validation always quantizes).
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from torch import nn
 from qtts.audio.features import LogMelSpectrogram
 from qtts.models.codec.discriminators import CodecDiscriminator, CodecDiscriminatorConfig
 from qtts.models.codec.model import CodecConfig, SpeechTokenizer
-from qtts.models.codec.vq_training import VQTrainingConfig, decoder_quantizer_state_dict, quantize, reset_codebooks_
+from qtts.models.codec.vq_training import (
+    VQTrainingConfig,
+    bypass,
+    decoder_quantizer_state_dict,
+    quantize,
+    reset_codebooks_,
+)
 from qtts.tasks.codec_losses import (
     CodecLossWeights,
     MultiScaleMelLoss,
@@ -47,7 +56,8 @@ class CodecTask(L.LightningModule):
                  gan_warmup_steps: int = 0, disc_every: int = 1, lr: float = 3e-4, disc_lr: float = 3e-4,
                  betas: tuple[float, float] = (0.8, 0.99), warmup_steps: int = 0, grad_clip: float = 1000.0,
                  disc_grad_clip: float = 10.0, teacher: Any = None, teacher_dim: int | None = None,
-                 log_media: bool = True, seed: int = 0):
+                 log_media: bool = True, seed: int = 0, vq_warmup_steps: int = 0,
+                 zero_biases: bool = False, encoder_init_gain: float | None = None):
         super().__init__()
         config = model if isinstance(model, CodecConfig) else CodecConfig.from_dict(model)
         if mode != "scratch" and not init_from:
@@ -65,6 +75,10 @@ class CodecTask(L.LightningModule):
         self.config = self.codec.config
         if mode == "scratch":
             reset_codebooks_(self.codec.encoder.quantizer)
+            if zero_biases:
+                zero_biases_(self.codec)
+            if encoder_init_gain is not None:
+                scale_preserving_init_(self.codec.encoder, encoder_init_gain)
         if mode == "decoder_only":
             self.codec.encoder.requires_grad_(False)
         self.num_quantizers = num_quantizers or self.config.encoder_valid_num_quantizers
@@ -106,6 +120,8 @@ class CodecTask(L.LightningModule):
             encoder.eval()
             with torch.no_grad():
                 out = quantize(encoder.quantizer, encoder.encode_latent(wav), self.num_quantizers, self.vq, generator)
+        elif self.training and int(self.generator_steps) < self.hparams.vq_warmup_steps:
+            out = bypass(encoder.quantizer, encoder.encode_latent(wav))
         else:
             out = quantize(encoder.quantizer, encoder.encode_latent(wav), self.num_quantizers, self.vq, generator)
         fake = self.codec.decoder.decode_latent(out.quantized)[..., : wav.shape[-1]]
@@ -217,6 +233,33 @@ class CodecTask(L.LightningModule):
         if usable == 0:
             raise ValueError(f"audio of {wav.shape[-1]} samples is shorter than one codec frame ({hop})")
         return wav[..., :usable]
+
+
+def zero_biases_(module: nn.Module) -> None:
+    """Set every bias of a (transposed) convolution or linear layer in ``module`` to zero, for a codec trained
+    from scratch.
+
+    Why: with PyTorch's default init each such layer adds a random bias of up to ±1/sqrt(fan_in), far above a
+    waveform's own level (speech RMS ~0.1), so a fresh encoder's latent is nearly constant (its variation over time
+    is ~15 % of its size after the SEANet stack) and the decoder's transformer input projection buries what is left
+    (~6 %): the decoder learns to ignore its input and the mel loss sits on the "average spectrum" plateau. With zero
+    biases every activation starts as the signal's own (ELU(0) = 0), and the norms rescale it."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)) and layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+
+
+def scale_preserving_init_(module: nn.Module, gain: float = 1.0) -> None:
+    """Draw every convolution weight in ``module`` from N(0, gain² / fan_in) (fan_in = in channels × kernel).
+
+    Why: PyTorch's default (uniform, std 1/sqrt(3·fan_in)) shrinks a signal ~1.7× per conv, so after the SEANet
+    stack a 0.1-RMS waveform arrives as a latent of ~0.002, far below the step Adam takes on every weight and bias
+    (~lr): within a few hundred steps the biases outgrow it and the decoder ignores its input. At gain 1 the
+    encoder's latent keeps about the waveform's level (ELU and the residual units roughly balance)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv1d):
+            fan_in = layer.weight.shape[1] * layer.weight.shape[2]
+            nn.init.normal_(layer.weight, 0.0, gain / fan_in**0.5)
 
 
 def _teacher_dim(teacher: nn.Module | None, teacher_dim: int | None) -> int | None:

@@ -9,6 +9,7 @@ from qtts.models.codec.encoder import SplitResidualQuantizer
 from qtts.models.codec.quantizer import SplitResidualVectorQuantizer
 from qtts.models.codec.vq_training import (
     VQTrainingConfig,
+    bypass,
     decoder_quantizer_state_dict,
     ema_update_,
     kmeans_init_,
@@ -87,6 +88,24 @@ def test_straight_through_gradient_is_the_identity_through_the_projections():
     ((sem.output_proj(sem.input_proj(x_ref)) + ac.output_proj(ac.input_proj(x_ref))) * weight).sum().backward()
     torch.testing.assert_close(x.grad, x_ref.grad)
     assert sem.input_proj.weight.grad is not None and ac.output_proj.weight.grad is not None
+
+
+def test_bypass_is_quantize_without_quantization_error_and_leaves_codebooks_alone():
+    """The warm-up path: the projections applied to the continuous latent (what an exact quantizer would give),
+    every projection trained, no codes, zero commitment, and no codebook statistic touched (none initialised)."""
+    quantizer = make_quantizer(levels=5, dim=4, size=8, hidden=6).train()
+    reset_codebooks_(quantizer)
+    before = buffers(quantizer)
+    x = torch.randn(2, 6, 7)
+    out = bypass(quantizer, x)
+    sem, ac = quantizer.semantic_residual_vector_quantizer, quantizer.acoustic_residual_vector_quantizer
+    torch.testing.assert_close(out.quantized, sem.output_proj(sem.input_proj(x)) + ac.output_proj(ac.input_proj(x)))
+    torch.testing.assert_close(out.semantic, sem.output_proj(sem.input_proj(x)))
+    assert out.codes.shape == (2, 0, 7) and float(out.commitment_loss) == 0.0
+    out.quantized.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in quantizer.parameters())
+    assert all(torch.equal(before[k], v) for k, v in quantizer.named_buffers())
+    assert not any(level.codebook.initialized.item() for level in sem.layers + ac.layers)
 
 
 def test_semantic_only_step_still_reaches_every_parameter():

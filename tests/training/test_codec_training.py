@@ -124,3 +124,23 @@ def test_sigterm_then_resume_continues_the_gan_exactly(tiny_corpus, tmp_path):
     assert any(len(v) == 2 for v in reference.values())  # the discriminator ran
     for step, values in reference.items():
         assert continued[step] == pytest.approx(values, rel=1e-4, abs=1e-5), (step, continued, reference)
+
+
+@pytest.mark.slow  # a training subprocess: ~35 s on 2 shared cores
+def test_cpu_60min_recipe_composes_and_trains_a_few_steps(tiny_corpus, tmp_path):
+    """The committed recipe (benchmarks/QUALITY.md) runs as committed: warm-up step on the continuous latent, then
+    quantized steps, and exports a 12.5 Hz / 16-group folder."""
+    args = TRAIN + [
+        "experiment=codec_cpu_60min", f"data.corpus={tiny_corpus}", f"run_root={tmp_path}", "trainer.max_steps=3",
+        "task.vq_warmup_steps=1", "trainer.log_every_n_steps=1", "data.num_workers=0",
+    ]
+    result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = only_run(tmp_path, "codec_cpu_60min")
+    with open(run_dir / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/mel")]
+    assert [float(r["train/levels"]) for r in rows][0] == 0.0  # the warm-up step: no codes
+    assert all(float(r["train/levels"]) >= 1 for r in rows[1:]) and len(rows) == 3
+    codec = SpeechTokenizer.from_pretrained(run_dir / "export")
+    codes = codec.encode([torch.randn(1920 * 3) * 0.1])[0]
+    assert codes.shape == (3, 16) and codes.max() < 2048

@@ -109,6 +109,25 @@ def quantize(
     return QuantizerOutput(quantized, torch.cat(codes, dim=1), losses.mean(), stats, parts[0])
 
 
+def bypass(quantizer: SplitResidualQuantizer, x: torch.Tensor) -> QuantizerOutput:
+    """x (B, hidden, T) → the continuous latent through each chain's projections, with no codebook in the way:
+    what ``quantize`` returns when every level's quantization error is zero. Codebooks are neither read nor
+    changed; ``codes`` has no levels, the commitment loss is 0.
+
+    Why: a fresh encoder moves faster than EMA codebooks follow, so quantizing from the first step sends the
+    decoder a few collapsed codes and nothing trains (the mel loss stays flat). Decoding the continuous latent
+    for a warm-up lets encoder and decoder agree on a latent first; the codebooks then k-means-initialise on it.
+    """
+    parts = []
+    for chain in (quantizer.semantic_residual_vector_quantizer, quantizer.acoustic_residual_vector_quantizer):
+        z = chain.input_proj(x) if chain.input_proj is not None else x
+        parts.append(chain.output_proj(z) if chain.output_proj is not None else z)
+    zero = x.new_zeros(1)
+    stats = {"perplexity": zero, "usage": zero, "commitment": zero}
+    codes = torch.zeros(x.shape[0], 0, x.shape[-1], dtype=torch.long, device=x.device)
+    return QuantizerOutput(parts[0] + parts[1], codes, x.new_zeros(()), stats, parts[0])
+
+
 def draw_num_quantizers(
     num_semantic: int, num_quantizers: int, prob: float, generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
