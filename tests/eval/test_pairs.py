@@ -23,12 +23,7 @@ def loudness(samples):
     return [float(s.audio.abs().mean()) if s.audio.numel() else 0.0 for s in samples]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from qtts.eval.report import REPORT_JSON, REPORT_MD
 from qtts.eval.run import choose_voice, evaluate_asr, evaluate_codec, evaluate_tts
 from qtts.eval.scoring import OVERALL, score_utterance, summarize_by_language
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads on a busy 2-core machine (as tests/inference/conftest.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ByLength(ASR):

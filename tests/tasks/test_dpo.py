@@ -19,12 +19,7 @@ TEXTS = ["Hello there.", "Good night, moon.", "One more line.", "The cat sat dow
          "It is cold today.", "Read me a story.", "Time to go home."]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
