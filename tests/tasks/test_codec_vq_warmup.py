@@ -9,7 +9,7 @@ import yaml
 
 from qtts.models.codec.vq_training import bypass
 from qtts.tasks.codec import CodecTask
-from tests.conftest import CONFIG_DIR
+from qtts.training.configs import CONFIG_DIR
 
 
 @pytest.fixture
