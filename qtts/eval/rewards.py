@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from qtts.audio.io import load_audio
-from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, open_asr, to_asr_rate
+from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, open_asr, to_asr_rate, transcribe_clips
 from qtts.eval.naturalness import MOSPredictor, open_mos
 from qtts.eval.normalize import normalize
 from qtts.eval.scoring import score_utterance, unit_of
@@ -235,14 +235,7 @@ class Rewards:
         return self.config.frames_per_char if unit_of(language) == "char" else self.config.frames_per_word
 
     def _intelligibility(self, samples: Sequence[RewardSample], audio16: list[torch.Tensor]) -> list[float]:
-        hypotheses = [""] * len(samples)
-        by_language: dict[str, list[int]] = {}
-        for i, s in enumerate(samples):
-            if audio16[i].numel():
-                by_language.setdefault(s.language, []).append(i)
-        for language, rows in by_language.items():
-            for i, hyp in zip(rows, self.asr.transcribe([audio16[i] for i in rows], language)):
-                hypotheses[i] = hyp
+        hypotheses = transcribe_clips(self.asr, audio16, [s.language for s in samples])
         return [1.0 - min(score_utterance(s.text, h, s.language).rate, 1.0) for s, h in zip(samples, hypotheses)]
 
     def _similarity(self, samples: Sequence[RewardSample], audio16: list[torch.Tensor]) -> list[float]:

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from qtts.audio.io import audio_info, load_audio, save_audio
-from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, open_asr
+from qtts.eval.asr import ASR, ASR_SAMPLE_RATE, open_asr, transcribe_clips
 from qtts.eval.plot import plot_report
 from qtts.eval.report import build_report, write_report
 from qtts.eval.results import ResultsStore
@@ -139,9 +139,7 @@ def _score_batch(batch: list[Job], asr: ASR, speaker_embedder, mos, metrics: Met
     language = batch[0].item.language
     wavs = [j.audio.load(ASR_SAMPLE_RATE) for j in batch]
     live = [i for i, w in enumerate(wavs) if w is not None]
-    hyps = [""] * len(batch)  # no audio: every reference unit is a deletion
-    for i, hyp in zip(live, asr.transcribe([wavs[i] for i in live], language)):
-        hyps[i] = hyp
+    hyps = transcribe_clips(asr, wavs, [language] * len(batch))  # no audio: every reference unit is a deletion
     rows = []
     for job, wav, hyp in zip(batch, wavs, hyps):
         score = score_utterance(job.item.text, hyp, language, item=job.item.id)
