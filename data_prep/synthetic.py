@@ -223,27 +223,36 @@ class HeldOutItem:
         return f"{self.target.language}/prompt-wavs/{self.target.id}.wav"
 
 
+TEXT_BANKS = {"held_out": HELD_OUT, "corpus": SENTENCES}  # --text: what a test set's sentences are drawn from
+
+
 def plan_testset(
     per_language: int | None = None,
     languages: Sequence[str] | None = None,
     speakers_per_language: int = 3,
     seed: int = 0,
+    text_bank: str = "held_out",
 ) -> list[HeldOutItem]:
-    """The held-out items: ``per_language`` sentences of each language's ``HELD_OUT`` bank (None: all of them) in a
+    """The test items: ``per_language`` sentences of each language's ``HELD_OUT`` bank (None: all of them) in a
     seeded order, spread over the corpus's first ``speakers_per_language`` voices. An item depends only on
-    ``(seed, language, index, speakers)``, so asking for fewer items keeps the ones that remain unchanged."""
+    ``(seed, language, index, speakers)``, so asking for fewer items keeps the ones that remain unchanged.
+    ``text_bank="corpus"`` draws the sentences from the corpus's own bank instead (ids ``<lang>_seen_NNNN``): what a
+    model trained on the corpus saw, which tells how well it fits its training text apart from how it generalises."""
+    if text_bank not in TEXT_BANKS:
+        raise ValueError(f"text_bank must be one of {sorted(TEXT_BANKS)}, got {text_bank!r}")
     items = []
     for language in normalize_languages(languages):
-        bank = HELD_OUT[language]
+        bank = TEXT_BANKS[text_bank][language]
         count = len(bank) if per_language is None else per_language
         if not 1 <= count <= len(bank):
-            raise ValueError(f"{language}: {count} test items asked, the held-out bank has {len(bank)} sentences")
+            raise ValueError(f"{language}: {count} test items asked, the {text_bank.replace('_', '-')} bank has "
+                             f"{len(bank)} sentences")
         order = list(range(len(bank)))
         random.Random(f"{seed}/testset/{language}").shuffle(order)
         for k in range(count):
             s = k % speakers_per_language
             speaker, voice = f"{language}_spk{s}", speaker_voice(language, s)
-            ident = f"{language}_test_{k:04d}"
+            ident = f"{language}_{'test' if text_bank == 'held_out' else 'seen'}_{k:04d}"
             (text, spoken), (prompt_text, prompt_spoken) = (
                 join_sentences(language, [bank[order[j % len(bank)]]]) for j in (k, k + 1))
             prompt = SynthItem(f"{ident}_prompt", language, speaker, voice, prompt_text, prompt_spoken)
@@ -258,11 +267,12 @@ def generate_testset(
     speakers_per_language: int = 3,
     seed: int = 0,
     workers: int = 2,
+    text_bank: str = "held_out",
 ) -> Path:
-    """Write the held-out test set (see :func:`plan_testset`) into ``out_dir``: the wavs, ``testset.jsonl`` and a
+    """Write the test set (see :func:`plan_testset`) into ``out_dir``: the wavs, ``testset.jsonl`` and a
     Seed-TTS-eval ``<lang>/meta.lst`` per language; returns the JSONL. Resumable like :func:`generate_corpus`."""
     out_dir = Path(out_dir)
-    items = plan_testset(per_language, languages, speakers_per_language, seed)
+    items = plan_testset(per_language, languages, speakers_per_language, seed, text_bank)
     _check_stamp(out_dir, seed, "testset.json", TESTSET_VERSION)
     binary = espeak_binary()
     todo = [(synth, out_dir / path) for item in items
@@ -314,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-speaker", type=int, default=4, help="utterances per speaker (default 4)")
     parser.add_argument("--testset", action="store_true",
                         help="write the held-out test set (sentences no corpus uses) instead of a corpus")
+    parser.add_argument("--text", choices=sorted(TEXT_BANKS), default="held_out",
+                        help="with --testset: the sentences: held_out (never in a corpus; default) or corpus (the "
+                             "corpus's own sentences: a trained model's fit to its training text)")
     parser.add_argument("--per-language", type=int, default=None,
                         help="with --testset: items per language (default: every held-out sentence)")
     parser.add_argument("--languages", default=None,
@@ -324,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()] if args.languages else None
     if args.testset:
-        manifest = generate_testset(args.out, args.per_language, languages, args.speakers, args.seed, args.workers)
+        manifest = generate_testset(args.out, args.per_language, languages, args.speakers, args.seed, args.workers,
+                                    args.text)
         count = len(read_manifest(manifest))
         print(f"{count} test items -> {manifest} and {args.out}/<lang>/meta.lst")
         return 0

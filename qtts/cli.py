@@ -338,6 +338,15 @@ def build_parser() -> _Parser:
         p.add_argument("--json", action="store_true", help="print report.json instead of the tables")
         p.set_defaults(func=func, options=options)
 
+    cu = evaluate.add_parser("curve", help="a run's training curves from its logs/metrics.csv: a markdown table of "
+                             "per-window means (and a PNG with --plot)")
+    cu.add_argument("run", help="run folder (logs/metrics.csv) or a metrics.csv file")
+    cu.add_argument("--keys", nargs="+", default=["train/loss", "val/loss"], metavar="METRIC",
+                    help="metrics to show (default: %(default)s)")
+    cu.add_argument("--every", type=int, default=100, help="steps per table row (default: %(default)s)")
+    cu.add_argument("--plot", default=None, metavar="PNG", help="also draw the full curves into this file")
+    cu.set_defaults(func=_eval_curve)
+
     mp = commands.add_parser("mine-pairs", help="DPO preference pairs: sample each prompt of a test set several "
                              "times, score the samples by the rewards, keep best vs worst (an HF dataset in --out)")
     mp.add_argument("model", help="model folder, run folder or talker checkpoint")
@@ -683,6 +692,20 @@ def _eval_codec(args: argparse.Namespace) -> int:
     from qtts.eval.run import evaluate_codec
 
     return _eval_run(args, functools.partial(evaluate_codec, args.codec, args.manifest, args.out))
+
+
+def _eval_curve(args: argparse.Namespace) -> int:
+    from qtts.eval.curves import curve_table, plot_curves, read_metrics
+
+    try:
+        curves = read_metrics(args.run)
+        print(curve_table(curves, args.keys, args.every), end="")
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+    if args.plot:
+        print(f"wrote {plot_curves(curves, args.keys, args.plot)}")
+    return 0
 
 
 def _mine_pairs(args: argparse.Namespace) -> int:

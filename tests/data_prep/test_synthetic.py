@@ -140,6 +140,18 @@ def test_testset_plan_is_deterministic_and_stable_under_subsetting():
         plan_testset(17, ["en"])
 
 
+def test_a_seen_text_testset_reads_the_corpus_sentences():
+    """``text_bank="corpus"``: the same plan over the corpus's own bank (a trained model's fit to its training text)."""
+    seen = plan_testset(None, ["en", "de"], 3, seed=0, text_bank="corpus")
+    for language in ("en", "de"):
+        mine = [i for i in seen if i.target.language == language]
+        assert sorted(i.target.text for i in mine) == sorted(s.text for s in SENTENCES[language])
+        assert all(i.target.id.startswith(f"{language}_seen_") and i.prompt.text in
+                   {s.text for s in SENTENCES[language]} for i in mine)
+    with pytest.raises(ValueError, match="text_bank must be one of"):
+        plan_testset(text_bank="harvard")
+
+
 @needs_espeak
 def test_testset_as_jsonl_and_seed_tts_lists_over_the_same_wavs(tmp_path):
     assert synthetic.main([str(tmp_path), "--testset", "--per-language", "2", "--languages", "en,zh"]) == 0

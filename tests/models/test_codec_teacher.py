@@ -3,7 +3,6 @@ without its weights."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import BertConfig, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
+from qtts.eval.curves import read_metrics
 from qtts.models.codec.teacher import SpeechTeacher
 from qtts.tasks.codec import CodecTask
 from qtts.training.config import ConfigError, validate_config
@@ -161,8 +161,7 @@ def test_distils_and_checkpoints_without_teacher(wavlm_folder, tmp_path):
     # No dead-code restarts: a restarted semantic codeword jumps, and so would the loss this test follows.
     task = tiny_task(SpeechTeacher(str(wavlm_folder), layer=[1, 2]), vq={"dead_code_ratio": 0.0})
     trainer(tmp_path, 16).fit(task, train_dataloaders=batches())
-    with open(tmp_path / "metrics.csv") as f:
-        semantic = [float(r["train/semantic"]) for r in csv.DictReader(f) if r.get("train/semantic")]
+    semantic = [v for _, v in read_metrics(tmp_path / "metrics.csv")["train/semantic"]]
     assert len(semantic) == 16
     # The tiny codec's semantic loss falls for ~6 steps at this lr and then wanders (its trajectory differs between
     # CPUs): the test asks that distillation reached well below the start, not that 16 steps end at the minimum.

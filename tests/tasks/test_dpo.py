@@ -4,7 +4,6 @@ the reference cached in the checkpoint), the export."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import subprocess
@@ -12,6 +11,7 @@ import subprocess
 import pytest
 import torch
 
+from qtts.eval.curves import read_metrics
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
 
@@ -68,10 +68,8 @@ def test_lora_dpo_starts_at_ln2_and_widens_the_margin(mined, tmp_path):
     result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = only_run(tmp_path, "dpo")
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
-    loss = [float(r["train/loss"]) for r in rows]
-    margin = [float(r["train/margin"]) for r in rows]
+    curves = read_metrics(run_dir)
+    loss, margin = ([v for _, v in curves[key]] for key in ("train/loss", "train/margin"))
     print("loss", [round(v, 4) for v in loss], "margin", [round(v, 3) for v in margin])
     assert len(loss) == 20
     assert loss[0] == pytest.approx(math.log(2), abs=1e-6) and margin[0] == pytest.approx(0.0, abs=1e-6)

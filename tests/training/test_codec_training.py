@@ -3,12 +3,12 @@ that both qtts and the official qwen-tts load."""
 
 from __future__ import annotations
 
-import csv
 import subprocess
 
 import pytest
 import torch
 
+from qtts.eval.curves import read_metrics
 from qtts.models.codec.model import SpeechTokenizer
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
@@ -24,13 +24,12 @@ def test_tiny_codec_trains_and_exports(tiny_corpus, tmp_path):
     result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = only_run(tmp_path, "codec_demo")
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/mel")]
-    mel = [float(r["train/mel"]) for r in rows]
+    curves = read_metrics(run_dir)
+    mel = [v for _, v in curves["train/mel"]]
     assert len(mel) >= 30
     first, last = sum(mel[:5]) / 5, sum(mel[-5:]) / 5
     assert last < 0.8 * first, mel  # reconstruction clearly improves
-    assert any(r.get("train/disc_loss") for r in rows) and any(r.get("train/adv") for r in rows)  # GAN phase ran
+    assert curves.get("train/disc_loss") and curves.get("train/adv")  # the GAN phase ran
 
     export = run_dir / "export"
     codec = SpeechTokenizer.from_pretrained(export)
@@ -77,12 +76,9 @@ def test_two_process_ddp_keeps_codebooks_identical(tiny_corpus, tmp_path):
 
 def codec_step_losses(run_dir) -> dict[int, tuple[float, ...]]:
     """Per logged step: the generator's mel loss and, once the GAN runs, the discriminator loss."""
-    losses = {}
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            if row.get("train/mel"):
-                losses[int(row["step"])] = tuple(float(row[k]) for k in ("train/mel", "train/disc_loss") if row.get(k))
-    return losses
+    curves = read_metrics(run_dir)
+    disc = dict(curves.get("train/disc_loss", []))
+    return {step: (mel, disc[step]) if step in disc else (mel,) for step, mel in curves["train/mel"]}
 
 
 def test_sigterm_then_resume_continues_the_gan_exactly(tiny_corpus, tmp_path):
@@ -137,10 +133,9 @@ def test_cpu_60min_recipe_composes_and_trains_a_few_steps(tiny_corpus, tmp_path)
     result = subprocess.run(args, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = only_run(tmp_path, "codec_cpu_60min")
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/mel")]
-    assert [float(r["train/levels"]) for r in rows][0] == 0.0  # the warm-up step: no codes
-    assert all(float(r["train/levels"]) >= 1 for r in rows[1:]) and len(rows) == 3
+    levels = [v for _, v in read_metrics(run_dir)["train/levels"]]
+    assert levels[0] == 0.0  # the warm-up step: no codes
+    assert all(v >= 1 for v in levels[1:]) and len(levels) == 3
     codec = SpeechTokenizer.from_pretrained(run_dir / "export")
     codes = codec.encode([torch.randn(1920 * 3) * 0.1])[0]
     assert codes.shape == (3, 16) and codes.max() < 2048

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from qtts.data.talker_dataset import collate_talker
+from qtts.eval.curves import read_metrics
 from qtts.models.talker.config import tiny
 from qtts.tasks.talker import TalkerTask
 from qtts.training.datamodules import TalkerDataModule
@@ -85,10 +85,8 @@ def eval_args(codes: Path, root: Path, name: str, sentences: Path) -> list[str]:
 
 def logged(run_dir: Path) -> tuple[dict[int, float], dict[int, float]]:
     """(train loss by step, val/wer by step) of a run's metrics.csv."""
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    loss = {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
-    return loss, {int(r["step"]): float(r["val/wer"]) for r in rows if r.get("val/wer")}
+    curves = read_metrics(run_dir)
+    return dict(curves["train/loss"]), dict(curves.get("val/wer", []))
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ absorbs reduction-order noise, far below a single optimizer step's change of the
 
 from __future__ import annotations
 
-import csv
 import filecmp
 import importlib.util
 import shutil
@@ -24,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from qtts.eval.curves import read_metrics
 from qtts.models.codec.model import SUBFOLDER, SpeechTokenizer
 from qtts.models.random_release import tiny_codec_config, write_random_release
 from qtts.models.talker.config import tiny
@@ -57,8 +57,7 @@ def run(args: list[str]) -> str:
 
 
 def losses(run_dir: Path) -> dict[int, float]:
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    return dict(read_metrics(run_dir).get("train/loss", []))
 
 
 def trainer_state(ckpt: Path) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from qtts.eval.curves import read_metrics
 from tests.conftest import REPO, subprocess_env
 
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
@@ -28,12 +28,7 @@ def common_overrides(corpus: Path, run_root: Path, name: str, max_steps: int) ->
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:
-    losses = {}
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            if row.get("train/loss"):
-                losses[int(row["step"])] = float(row["train/loss"])
-    return losses
+    return dict(read_metrics(run_dir)["train/loss"])
 
 
 def only_run(root: Path, name: str) -> Path:
@@ -179,9 +174,8 @@ def test_validation_logs_media_to_every_logger(tiny_corpus, tmp_path):
     run_dir = only_run(tmp_path, "media")
     media = sorted(p.suffix for p in (run_dir / "logs" / "media").iterdir())
     assert ".png" in media and ".wav" in media
-    with open(run_dir / "logs" / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert any(r.get("val/eer") for r in rows) and any(r.get("val/acc") for r in rows)
+    curves = read_metrics(run_dir)
+    assert curves.get("val/eer") and curves.get("val/acc")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir / "logs" / "tensorboard"), size_guidance={"audio": 0, "images": 0})
