@@ -215,10 +215,10 @@ class BigVGANConfig(JsonConfig):
         rates, up_kernels = _int_list(self, p, "upsample_rates"), _int_list(self, p, "upsample_kernel_sizes")
         dilations = self.resblock_dilation_sizes
         if (not isinstance(dilations, (list, tuple)) or len(dilations) != len(kernels)
-                or not all(isinstance(d, (list, tuple)) and d and all(is_int(v) and v > 0 for v in d)
+                or not all(isinstance(d, (list, tuple)) and len(d) == 3 and all(is_int(v) and v > 0 for v in d)
                            for d in dilations)):
-            raise ValueError(f"{p}.resblock_dilation_sizes must be one non-empty list of positive integers per "
-                             f"resblock kernel ({len(kernels)}), got {dilations!r}")
+            raise ValueError(f"{p}.resblock_dilation_sizes must be three positive dilations (an AMP block's three "
+                             f"convs) per resblock kernel ({len(kernels)}), got {dilations!r}")
         self.resblock_dilation_sizes = [list(d) for d in dilations]
         if len(rates) != len(up_kernels):
             raise ValueError(f"{p}.upsample_rates {rates} and upsample_kernel_sizes {up_kernels} must have the same "
@@ -329,7 +329,7 @@ class Tokenizer25HzConfig(JsonConfig):
                    num_embeds=64, block_size=4, look_ahead_layers=[1], look_backward_layers=[0], enc_emb_dim=8,
                    enc_dim=8, enc_channels=[8, 8, 8, 8, 24], enc_attention_channels=8, enc_se_channels=8)
         bigvgan = dict(upsample_initial_channel=64, resblock_kernel_sizes=[3, 7],
-                       resblock_dilation_sizes=[[1, 3], [1, 3]])
+                       resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]])
         return cls(encoder_config=Tokenizer25HzEncoderConfig(**encoder),
                    decoder_config=Tokenizer25HzDecoderConfig(dit_config=DiTConfig(**dit),
                                                              bigvgan_config=BigVGANConfig(**bigvgan)))
