@@ -102,8 +102,9 @@ class LogMelSpectrogram(nn.Module):
         self.sample_rate, self.n_fft, self.hop_length, self.win_length = sample_rate, n_fft, hop_length, win_length
         self.n_mels, self.power, self.eps, self.log, self.log_floor = n_mels, power, eps, log, log_floor
         self.padding = n_fft // 2 if center else (n_fft - hop_length) // 2
-        self.fbank = mel_filters(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
-        self.window = torch.hann_window(win_length)
+        with torch.device("cpu"):  # real numbers even when a model is built on the meta device
+            self.fbank = mel_filters(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
+            self.window = torch.hann_window(win_length)
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Frames produced for ``num_samples`` samples (use it to turn sample lengths into frame lengths)."""

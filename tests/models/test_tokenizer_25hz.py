@@ -118,6 +118,20 @@ def test_state_dict_has_the_released_keys_and_loads_strictly_both_ways():
     assert torch.equal(ref.encoder.tokenizer.positional_embedding, got["encoder.tokenizer.positional_embedding"])
 
 
+def test_released_size_has_the_released_keys_and_shapes(monkeypatch):
+    """The default (released-architecture) config, built on the meta device: 500 encoder keys, 648M parameters."""
+    import torch.fx.experimental._config as fx_config
+
+    monkeypatch.setattr(fx_config, "meta_nonzero_assume_all_nonzero", True)  # qwen-tts indexes while building
+    config = Tokenizer25HzConfig()
+    with torch.device("meta"):
+        ref = modeling.Qwen3TTSTokenizerV1Encoder(qwen_config(config).encoder_config)
+        model = Tokenizer25Hz(config)
+    expected = {f"encoder.{k}": tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 648
+
+
 def test_log_mel_matches_qwen_tts():
     wavs = sines(UNEVEN + [WINDOW])
     mel = WhisperLogMel()
