@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from qtts.audio.features import WhisperLogMel
 from qtts.models.codec.vq_training import VQTrainingConfig
 from qtts.models.tokenizer_25hz import Tokenizer25Hz, Tokenizer25HzConfig
+from qtts.models.tokenizer_25hz import vq as vq_module
 
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_25hz.configuration_qwen3_tts_tokenizer_v1")
 modeling = pytest.importorskip("qwen_tts.core.tokenizer_25hz.modeling_qwen3_tts_tokenizer_v1")
@@ -173,11 +174,13 @@ def test_qwen_tts_attends_to_padding_in_a_short_last_window(released, ours):
     assert not torch.equal(reference_codes(ref, wav)[0], ours.encoder.encode(wav)[0])
 
 
-def test_a_batch_of_different_lengths_equals_each_item_alone(ours):
+def test_a_batch_of_different_lengths_equals_each_item_alone(ours, monkeypatch):
     wavs = sines(UNEVEN + FULL, seed=3)
     together = ours.encoder.encode(wavs)
     alone = [ours.encoder.encode([w])[0] for w in wavs]
     assert all(torch.equal(a, b) for a, b in zip(together, alone))
+    monkeypatch.setattr(vq_module, "DISTANCE_ELEMENTS", 64 * 5)  # distances five rows at a time
+    assert all(torch.equal(a, b) for a, b in zip(ours.encoder.encode(wavs), together))
     mel, lengths = ours.encoder.features(wavs)
     with torch.no_grad():
         out = ours.encoder.tokenizer(mel, lengths)
@@ -309,6 +312,9 @@ def test_bad_folders_name_the_file_and_key(released, tmp_path):
         Tokenizer25Hz.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="waveform 1 must be a non-empty 1-D float tensor"):
         Tokenizer25Hz(Tokenizer25HzConfig.tiny()).encode([torch.zeros(700), torch.zeros(2, 700)])
+    mel, lengths = Tokenizer25Hz(Tokenizer25HzConfig.tiny()).encoder.features([torch.zeros(700)])
+    with pytest.raises(ValueError, match=r"mel_lengths \[6\] must give each of the 1 items a multiple of 4"):
+        Tokenizer25Hz(Tokenizer25HzConfig.tiny()).encoder.tokenizer.encode(mel, lengths - 2)
     with pytest.raises(ValueError, match="waveform 0 has 432 samples; the reference mel"):
         Tokenizer25Hz(Tokenizer25HzConfig.tiny()).encode([torch.zeros(432)])
 

@@ -125,6 +125,10 @@ class WhisperVQEncoder(nn.Module):
         window = self.config.n_window
         chunk = CONV_STRIDE * window
         batch, bins, frames = mel.shape
+        step = self.mel_frames_per_code
+        if mel_lengths.shape != (batch,) or bool((mel_lengths % step).any()) or int(mel_lengths.max()) > frames:
+            raise ValueError(f"mel_lengths {mel_lengths.tolist()} must give each of the {batch} items a multiple of "
+                             f"{step} frames (whole codes), at most the {frames} frames of the batch")
         mel = F.pad(mel, (0, -frames % chunk))
         chunks = mel.view(batch, bins, -1, chunk).permute(0, 2, 1, 3).reshape(-1, bins, chunk)
         x = F.gelu(self.conv2(F.gelu(self.conv1(chunks))))  # (B·chunks, D, W)
@@ -164,9 +168,9 @@ class WhisperVQEncoder(nn.Module):
         x = self._run_blocks(x, self._key_mask(x.shape[1], lengths), range(self.config.audio_vq_layers))
         z = self._downsample(x)
         code_lengths = lengths // self.config.audio_vq_ds_rate
-        codes = self.audio_quantizer.encode(z.reshape(-1, z.shape[-1])).view(z.shape[:2])
         valid = torch.arange(z.shape[1], device=z.device)[None, :] < code_lengths[:, None]
-        return codes.masked_fill(~valid, 0), code_lengths
+        codes = torch.zeros(valid.shape, dtype=torch.long, device=z.device)
+        return codes.masked_scatter(valid, self.audio_quantizer.encode(z[valid])), code_lengths
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor, vq_config: VQTrainingConfig | None = None,
                 generator: torch.Generator | None = None) -> EncoderOutput:

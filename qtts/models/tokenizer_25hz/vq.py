@@ -30,6 +30,8 @@ from qtts.models.codec.vq_training import (
     restart_dead_codes_,
 )
 
+DISTANCE_ELEMENTS = 1 << 24  # distances computed at once by ``Codebook.encode`` (64 MB in float32)
+
 
 class Codebook(nn.Module):
     """One codebook: ``embed`` (1, K, D) codewords, ``embed_avg`` (1, K, D) and ``cluster_size`` (1, K) their EMA
@@ -67,9 +69,13 @@ class Codebook(nn.Module):
 
     def encode(self, x: torch.Tensor, codewords: torch.Tensor) -> torch.Tensor:
         """x (N, D) → nearest codeword indices (N,), with qwen-tts's distance expression
-        ``|x|² − 2·x·c + |c|²`` (not ``cdist``) so near ties break as in the released encoder."""
-        distance = x.pow(2).sum(1, keepdim=True) - 2 * x @ codewords.t() + codewords.pow(2).sum(1)[None]
-        return distance.argmin(dim=-1)
+        ``|x|² − 2·x·c + |c|²`` (not ``cdist``) so near ties break as in the released encoder. Rows go in blocks
+        so the (rows, K) distances stay small (K = 32768 released) however long the batch."""
+        norms = codewords.pow(2).sum(1)[None]
+        rows = max(1, DISTANCE_ELEMENTS // len(codewords))
+        codes = [(x_.pow(2).sum(1, keepdim=True) - 2 * x_ @ codewords.t() + norms).argmin(dim=-1)
+                 for x_ in x.split(rows)]
+        return torch.cat(codes) if codes else x.new_zeros(0, dtype=torch.long)
 
     @torch.no_grad()
     def refresh_(self) -> None:
