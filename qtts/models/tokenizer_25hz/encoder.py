@@ -161,29 +161,29 @@ class WhisperVQEncoder(nn.Module):
             return x
         return self.audio_vq_downsample(x.transpose(1, 2)).transpose(1, 2)
 
+    def _latent(self, mel: torch.Tensor, mel_lengths: torch.Tensor):
+        """Up to the VQ's input: (z (B, T/4, D) at 25 Hz, its valid frames (B, T/4), the window key mask, the
+        valid 50 Hz frames per item)."""
+        x, lengths = self._stem(mel, mel_lengths)
+        key_mask = self._key_mask(x.shape[1], lengths)
+        z = self._downsample(self._run_blocks(x, key_mask, range(self.config.audio_vq_layers)))
+        code_lengths = lengths // self.config.audio_vq_ds_rate
+        valid = torch.arange(z.shape[1], device=z.device)[None, :] < code_lengths[:, None]
+        return z, valid, key_mask, lengths
+
     def encode(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """mel (B, n_mels, T), valid frames per item (multiples of 4 by default) → codes (B, T / 4) int64 and
         code lengths (B,); codes past an item's length are 0. Runs only up to the VQ."""
-        x, lengths = self._stem(mel, mel_lengths)
-        x = self._run_blocks(x, self._key_mask(x.shape[1], lengths), range(self.config.audio_vq_layers))
-        z = self._downsample(x)
-        code_lengths = lengths // self.config.audio_vq_ds_rate
-        valid = torch.arange(z.shape[1], device=z.device)[None, :] < code_lengths[:, None]
+        z, valid, _, _ = self._latent(mel, mel_lengths)
         codes = torch.zeros(valid.shape, dtype=torch.long, device=z.device)
-        return codes.masked_scatter(valid, self.audio_quantizer.encode(z[valid])), code_lengths
+        return codes.masked_scatter(valid, self.audio_quantizer.encode(z[valid])), valid.sum(dim=1)
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor, vq_config: VQTrainingConfig | None = None,
                 generator: torch.Generator | None = None) -> EncoderOutput:
         """The whole network (the ASR path): mel (B, n_mels, T) → ``EncoderOutput``. In training mode the
         codebook EMA-updates on the valid frames and the quantized latent passes the gradient straight through."""
         c = self.config
-        x, lengths = self._stem(mel, mel_lengths)
-        key_mask = self._key_mask(x.shape[1], lengths)
-        x = self._run_blocks(x, key_mask, range(c.audio_vq_layers))
-
-        z = self._downsample(x)
-        code_lengths = lengths // c.audio_vq_ds_rate
-        valid = torch.arange(z.shape[1], device=z.device)[None, :] < code_lengths[:, None]
+        z, valid, key_mask, lengths = self._latent(mel, mel_lengths)
         vq = self.audio_quantizer(z[valid], vq_config, generator)
         quantized = torch.zeros_like(z).masked_scatter(valid[..., None], vq.quantized)
         codes = torch.zeros(valid.shape, dtype=torch.long, device=z.device).masked_scatter(valid, vq.codes)
@@ -205,7 +205,7 @@ class WhisperVQEncoder(nn.Module):
         bos, eos = self.audio_bos_eos_token.weight.to(x.dtype)
         hidden = torch.where((index == 0)[..., None], bos, hidden)
         hidden = torch.where((index == frames[:, None] + 1)[..., None], eos, hidden)
-        return EncoderOutput(hidden, frames + 2, codes, code_lengths, vq)
+        return EncoderOutput(hidden, frames + 2, codes, valid.sum(dim=1), vq)
 
 
 class Tokenizer25HzEncoder(nn.Module):
