@@ -2,7 +2,8 @@
 
 ``LogMelSpectrogram`` is the one mel implementation of the project (speaker-encoder input,
 multi-scale mel losses, codec metrics). ``SpeakerMel`` is it with the released speaker
-encoder's settings, numerically equal to ``qwen_tts``'s librosa-based ``mel_spectrogram``.
+encoder's settings, numerically equal to ``qwen_tts``'s librosa-based ``mel_spectrogram``;
+``WhisperLogMel`` with Whisper's (the 25 Hz tokenizer's encoder input).
 Everything is differentiable, so the features can sit inside a training graph.
 """
 
@@ -101,8 +102,9 @@ class LogMelSpectrogram(nn.Module):
         self.sample_rate, self.n_fft, self.hop_length, self.win_length = sample_rate, n_fft, hop_length, win_length
         self.n_mels, self.power, self.eps, self.log, self.log_floor = n_mels, power, eps, log, log_floor
         self.padding = n_fft // 2 if center else (n_fft - hop_length) // 2
-        self.fbank = mel_filters(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
-        self.window = torch.hann_window(win_length)
+        with torch.device("cpu"):  # real numbers even when a model is built on the meta device
+            self.fbank = mel_filters(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, norm)
+            self.window = torch.hann_window(win_length)
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Frames produced for ``num_samples`` samples (use it to turn sample lengths into frame lengths)."""
@@ -157,6 +159,38 @@ class SpeakerMel(LogMelSpectrogram):
             log_floor=1e-5,
             center=False,
         )
+
+
+class WhisperLogMel(LogMelSpectrogram):
+    """Whisper's log-mel frontend (the 25 Hz tokenizer's encoder input, as qwen-tts's ``log_mel_spectrogram``):
+    16 kHz, 400-point FFT and window, hop 160, Slaney mels over 0–8 kHz, power spectrum, centred STFT
+    whose last frame is dropped (``samples // 160`` frames), then ``log10(max(mel, 1e-10))`` floored at
+    8 below the item's maximum and mapped by ``(x + 4) / 4``.
+
+    The floor depends on the whole item, so ``lengths`` matters beyond reflection: with it, each row's
+    maximum is taken over its own frames only and a padded batch equals each item computed alone.
+    """
+
+    def __init__(self, n_mels: int = 128, sample_rate: int = 16_000):
+        super().__init__(sample_rate=sample_rate, n_fft=400, hop_length=160, win_length=400, n_mels=n_mels,
+                         f_min=0.0, f_max=sample_rate / 2, power=2.0, eps=0.0, log=False, center=True)
+
+    def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        return num_samples // self.hop_length
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(samples,) or (B, samples) → (..., frames, n_mels); frames at or past ``num_frames(lengths)`` are 0."""
+        mel = super().forward(wav, lengths)[..., :-1, :]
+        log = mel.clamp(min=1e-10).log10()
+        rows = log.reshape(-1, *log.shape[-2:])
+        frames = torch.arange(rows.shape[1], device=log.device)
+        if lengths is None:
+            valid = torch.ones(rows.shape[:2], dtype=torch.bool, device=log.device)
+        else:
+            valid = frames[None, :] < self.num_frames(lengths.to(log.device))[:, None]
+        peak = rows.masked_fill(~valid[..., None], -torch.inf).amax(dim=(1, 2), keepdim=True)
+        rows = (torch.maximum(rows, peak - 8.0) + 4.0) / 4.0
+        return rows.masked_fill(~valid[..., None], 0.0).reshape(log.shape)
 
 
 def kaldi_fbank(

@@ -68,3 +68,12 @@ def _channels_first(wav: torch.Tensor) -> torch.Tensor:
     if wav.dim() == 2 and wav.shape[0] <= len(_CHANNEL_WEIGHTS):
         return wav
     raise ValueError(f"expected (samples,) or (channels<=5, samples) audio, got shape {tuple(wav.shape)}")
+
+
+def normalize_peak(wav: torch.Tensor, dbfs: float = -6.0) -> torch.Tensor:
+    """Scale so the largest sample magnitude is ``dbfs`` (sox's ``norm`` effect, which qwen-tts's 25 Hz
+    tokenizer applies before its x-vector and reference mel); silence stays silence."""
+    peak = wav.abs().max() if wav.numel() else wav.new_zeros(())
+    if float(peak) == 0.0:
+        return wav.clone()
+    return wav * (10.0 ** (dbfs / 20.0) / peak)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from qtts.audio.loudness import measure_loudness, normalize_loudness
+from qtts.audio.loudness import measure_loudness, normalize_loudness, normalize_peak
 from tests.audio.signals import speech_like
 
 SR = 24_000
@@ -70,3 +70,16 @@ def test_clips_shorter_than_the_gating_block(seconds):
 def test_rejects_batches():
     with pytest.raises(ValueError, match="channels"):
         normalize_loudness(torch.zeros(2, 1, SR), SR)
+
+
+def test_normalize_peak_matches_sox_norm():
+    wav = speech_like(1.0, 16_000, seed=3) * 0.05
+    out = normalize_peak(wav, -6.0)
+    assert math.isclose(float(out.abs().max()), 10 ** (-6 / 20), rel_tol=1e-6)
+    assert torch.allclose(out / out.abs().max(), wav / wav.abs().max())
+    assert torch.equal(normalize_peak(torch.zeros(10)), torch.zeros(10))
+    sox = pytest.importorskip("sox")
+    transformer = sox.Transformer()
+    transformer.norm(db_level=-6)
+    expected = transformer.build_array(input_array=wav.numpy(), sample_rate_in=16_000)
+    assert (out - torch.from_numpy(expected.copy())).abs().max() <= 1e-6

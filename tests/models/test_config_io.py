@@ -9,6 +9,12 @@ from qtts.models.codec.model import CodecConfig
 from qtts.models.config_io import JsonConfig
 from qtts.models.talker.config import CodePredictorConfig, TalkerConfig, TTSConfig
 from qtts.models.talker.speaker_encoder import SpeakerEncoderConfig
+from qtts.models.tokenizer_25hz.config import (
+    BigVGANConfig,
+    DiTConfig,
+    Tokenizer25HzConfig,
+    Tokenizer25HzEncoderConfig,
+)
 
 # class → a key it knows and omits in the test dict (one that no validation ties to another key)
 CASES = {
@@ -19,6 +25,10 @@ CASES = {
     TalkerConfig: "attention_dropout",
     CodePredictorConfig: "max_window_layers",
     SpeakerEncoderConfig: "sample_rate",
+    Tokenizer25HzConfig: "output_sample_rate",
+    Tokenizer25HzEncoderConfig: "n_ctx",
+    DiTConfig: "rope_theta",
+    BigVGANConfig: "upsample_initial_channel",
 }
 
 

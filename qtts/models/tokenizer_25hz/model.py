@@ -1,0 +1,110 @@
+"""The 25 Hz tokenizer as a folder: ``config.json`` (``model_type = "qwen3_tts_tokenizer_25hz"``) +
+``model.safetensors`` with qwen-tts's keys (``encoder.tokenizer.…``, ``decoder.dit.…``, ``decoder.bigvgan.…``).
+
+``Tokenizer25Hz`` holds the encoder (codes) and the reference-mel frontend. The detokenizer modules (DiT,
+BigVGAN) are built by their own classes; until they exist here, the ``decoder.*`` tensors of a folder are carried
+through unchanged (``decoder_weights``) so loading and saving a qwen-tts folder loses nothing, and the encoder's
+keys load with every key checked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from qtts.audio.features import LogMelSpectrogram
+from qtts.audio.loudness import normalize_peak
+from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
+from qtts.models.codec.model import resolve_folder
+from qtts.models.tokenizer_25hz.config import ENCODER_SAMPLE_RATE, MEL_HOP, Tokenizer25HzConfig
+from qtts.models.tokenizer_25hz.encoder import Tokenizer25HzEncoder
+
+DECODER_PREFIX = "decoder."
+
+
+class ReferenceMel(LogMelSpectrogram):
+    """The reference mel the detokenizer is conditioned on (qwen-tts's ``MelSpectrogramFeatures`` as its
+    x-vector extractor builds it): 16 kHz, FFT 1024, window 640, hop 160 (100 Hz), ``mel_dim`` Slaney mels over
+    0–8 kHz, magnitude with eps 1e-9, natural log floored at 1e-5, ``(n_fft - hop) / 2`` reflect padding, so
+    ``samples // 160`` frames."""
+
+    def __init__(self, n_mels: int = 80):
+        super().__init__(sample_rate=ENCODER_SAMPLE_RATE, n_fft=1024, hop_length=MEL_HOP, win_length=640,
+                         n_mels=n_mels, f_min=0.0, f_max=8000.0, power=1.0, eps=1e-9, log=True, log_floor=1e-5,
+                         center=False)
+
+
+class Encoded(NamedTuple):
+    """What ``Tokenizer25Hz.encode`` returns per item: ``codes`` (ceil(len / 640),) int64 and ``ref_mels``
+    (len // 160, mel_dim) at 100 Hz. The x-vector qwen-tts also returns comes from a speaker encoder (CAM++ ONNX
+    upstream), which is not part of this folder."""
+
+    codes: list[torch.Tensor]
+    ref_mels: list[torch.Tensor]
+
+
+class Tokenizer25Hz(nn.Module):
+    """16 kHz waveforms → 25 Hz codes (one codebook) and the 100 Hz reference mel, as qwen-tts's
+    ``Qwen3TTSTokenizerV1Model.encode`` computes them (its x-vector comes from a speaker encoder that is not
+    part of this folder's weights)."""
+
+    def __init__(self, config: Tokenizer25HzConfig | None = None):
+        super().__init__()
+        self.config = config = config or Tokenizer25HzConfig()
+        self.encoder = Tokenizer25HzEncoder(config.encoder_config)
+        self.ref_mel = ReferenceMel(config.decoder_config.dit_config.mel_dim)
+        self.decoder_weights: dict[str, torch.Tensor] = {}
+
+    @property
+    def input_sample_rate(self) -> int:
+        return self.config.input_sample_rate
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> Tokenizer25Hz:
+        """Load a 25 Hz tokenizer folder (ours or qwen-tts's ``save_pretrained``), or a TTS model folder's
+        ``speech_tokenizer/``: every ``encoder.*`` key must match the config's shapes; ``decoder.*`` tensors are
+        kept for ``save_pretrained``."""
+        folder = resolve_folder(folder)
+        config_path = folder / CONFIG_NAME
+        try:
+            config = Tokenizer25HzConfig.from_dict(read_json(config_path))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{config_path}: {e}") from e
+        model = cls(config)
+        weights, path = load_weights(folder)
+        decoder = {k: v for k, v in weights.items() if k.startswith(DECODER_PREFIX)}
+        encoder = {k: v for k, v in weights.items() if not k.startswith(DECODER_PREFIX)}
+        check_weights(model.state_dict(), encoder, path)
+        model.load_state_dict(encoder, strict=True)
+        model.decoder_weights = decoder
+        return model.eval()
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` then (last) ``config.json``, each atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_weights(folder, {**self.decoder_weights, **self.state_dict()})
+        write_json(folder / CONFIG_NAME, self.config.to_dict())
+
+    @torch.inference_mode()
+    def encode(self, wavs: list[torch.Tensor]) -> Encoded:
+        """1-D waveforms at 16 kHz → ``Encoded``: codes per item and its reference mel. The batch is padded and
+        each item's codes equal encoding it alone."""
+        for i, w in enumerate(wavs):
+            if not isinstance(w, torch.Tensor) or w.dim() != 1 or w.numel() == 0 or not w.is_floating_point():
+                shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+                raise ValueError(f"waveform {i} must be a non-empty 1-D float tensor at 16 kHz, got {shape}")
+            if len(w) <= self.ref_mel.padding:
+                raise ValueError(f"waveform {i} has {len(w)} samples; the reference mel reflects "
+                                 f"{self.ref_mel.padding} at each end, so it needs more (codes alone: encoder.encode)")
+        codes = self.encoder.encode(wavs)
+        return Encoded(codes, [self.reference_mel(w) for w in wavs])
+
+    def reference_mel(self, wav: torch.Tensor) -> torch.Tensor:
+        """A 1-D 16 kHz waveform (more than 432 samples) → its reference mel (len // 160, mel_dim), of the waveform
+        peak-normalised to −6 dBFS as qwen-tts does (sox ``norm -6``), so the level of the recording drops out."""
+        return self.ref_mel(normalize_peak(wav.float(), -6.0))
