@@ -56,24 +56,27 @@ class Record(L.Callback):
         self.metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
 
-def fit(task, prompts: str, max_steps: int, root=None, ckpt_path=None, callbacks=(), batch_size: int = 4):
+def fit(task, prompts: str, max_steps: int, root, ckpt_path=None, callbacks=(), batch_size: int = 4):
+    """Train in process; the run's export (``export/``, ``adapter/``) lands in ``root``."""
     from qtts.training.datamodules import PromptDataModule
 
     record = Record()
-    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=False,
+    saves = any(isinstance(c, L.pytorch.callbacks.Checkpoint) for c in callbacks)
+    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False, enable_checkpointing=saves,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         use_distributed_sampler=False, log_every_n_steps=1, callbacks=[record, *callbacks],
-                        default_root_dir=str(root) if root else None)
+                        default_root_dir=str(root))
     trainer.fit(task, datamodule=PromptDataModule(prompts, batch_size=batch_size), ckpt_path=ckpt_path)
     return record.metrics
 
 
-def test_mean_reward_rises_within_30_steps(setup):
+@pytest.mark.slow
+def test_mean_reward_rises_within_30_steps(setup, tmp_path):
     """GSPO (sequence importance, full weights, on-policy updates) on the length reward: the mean reward of the last
     five rollout steps is well above the first five's."""
     model, prompts = setup
     start = time.perf_counter()
-    metrics = fit(make_task(model), prompts, max_steps=30)
+    metrics = fit(make_task(model), prompts, max_steps=30, root=tmp_path)
     rewards = [m["train/reward"] for m in metrics]
     frames = [m["train/frames"] for m in metrics]
     print(f"{time.perf_counter() - start:.1f} s", "reward", [round(r, 2) for r in rewards],
@@ -86,7 +89,7 @@ def test_mean_reward_rises_within_30_steps(setup):
 
 
 @pytest.mark.parametrize("mode", ["lora_grpo", "full_copy"])
-def test_lora_and_full_weights_train_a_step_with_kl(setup, mode):
+def test_lora_and_full_weights_train_a_step_with_kl(setup, mode, tmp_path):
     """LoRA with GRPO's token ratios (reference = adapter off) and full weights with a frozen copy (GSPO): two
     rollout steps of two minibatches each; the first minibatch's ratio is 1, the KL starts at 0 (policy =
     reference) and only what should train moves."""
@@ -97,38 +100,42 @@ def test_lora_and_full_weights_train_a_step_with_kl(setup, mode):
     else:
         task = make_task(model, kl_coef=0.1, minibatches=2, reference="copy")
     before = {k: v.clone() for k, v in task.model.state_dict().items()}
-    metrics = fit(task, prompts, max_steps=4, batch_size=2)
+    metrics = fit(task, prompts, max_steps=4, root=tmp_path / "run", batch_size=2)
     assert len(metrics) == 2 and task.global_step == 4
     for m in metrics:
         assert m["train/rollout_logprob_gap"] < 1e-4 and m["train/kl"] >= 0 and 0 <= m["train/clip_fraction"] <= 1
     after = task.model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert (tmp_path / "run" / "export" / "config.json").is_file()  # the talker task's export
     if mode == "lora_grpo":
         assert moved and all("lora_" in k for k in moved), sorted(moved)[:5]
-        assert task.hparams.importance == "token"
+        assert task.hparams.importance == "token" and (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
     else:
         assert any("codec_head" in k for k in moved)
         reference = task._reference[0].state_dict()
         assert all(torch.equal(reference[k], before[k]) for k in reference)  # the copy stays init_from
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(setup, tmp_path):
-    """Stopped after two rollout steps (mid-epoch: 2 prompts per batch of 4) and resumed from last.ckpt, the run
-    ends with the weights of a straight four-step run: rollouts are seeded from the global step, the minibatch
-    order too, and the data position, optimiser and schedule come back from the checkpoint."""
+    """Stopped after two rollout steps (mid-epoch: one prompt per batch, four per epoch) and resumed from last.ckpt,
+    the run ends with the weights of a straight four-step run: rollouts are seeded from the global step, the
+    minibatch order too, and the data position, optimiser and schedule come back from the checkpoint. (The lr is
+    constant after its warm-up: a cosine would span each launch's max_steps.)"""
     from qtts.training.callbacks import RNGState, SaveLast
 
     model, prompts = setup
-    settings = dict(minibatches=2, lr=1e-3, warmup_steps=2, min_lr_ratio=0.1)
+    settings = dict(minibatches=2, lr=1e-3, warmup_steps=2, min_lr_ratio=1.0)
     straight = make_task(model, **settings)
-    fit(straight, prompts, max_steps=8, batch_size=2)
+    expected_metrics = fit(straight, prompts, max_steps=8, root=tmp_path / "straight", batch_size=1)
     first = make_task(model, **settings)
-    fit(first, prompts, max_steps=4, root=tmp_path, batch_size=2,
-        callbacks=[SaveLast(tmp_path / "checkpoints"), RNGState()])
+    fit(first, prompts, max_steps=4, root=tmp_path / "split", batch_size=1,
+        callbacks=[SaveLast(tmp_path / "split" / "checkpoints"), RNGState()])
     resumed = make_task(model, **settings)
-    fit(resumed, prompts, max_steps=8, ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"), batch_size=2,
-        callbacks=[RNGState()])
+    metrics = fit(resumed, prompts, max_steps=8, root=tmp_path / "split",
+                  ckpt_path=str(tmp_path / "split" / "checkpoints" / "last.ckpt"), batch_size=1, callbacks=[RNGState()])
     assert resumed.global_step == straight.global_step == 8
+    assert [m["train/reward"] for m in metrics] == [m["train/reward"] for m in expected_metrics[2:]]
     expected = straight.model.state_dict()
     moved = [k for k, v in first.model.state_dict().items() if not torch.equal(v, expected[k])]
     assert moved  # the last two steps changed the weights: the comparison below is not trivial
