@@ -31,11 +31,11 @@ The reference of the optional KL term (``kl_coef`` > 0) is the starting point, `
   policy's weights, gradients and AdamW moments together) and a no-grad forward per minibatch; it is never saved
   in checkpoints (it is ``init_from``, reloaded on resume). Without it, ``kl_coef`` > 0 is refused.
 
-``trainer.max_steps`` counts optimiser updates (Lightning's global step under manual optimisation): a rollout step
-takes ``ppo_epochs × minibatches`` of them (a minibatch left without samples, when groups are skipped, takes a step
-without gradients, which changes nothing), so ``checkpoint.every_n_steps`` should be a multiple of that. Everything
-else is the talker task's: LoRA or full weights, the optimiser and schedule, checkpoints that hold only what trains,
-the export.
+One device only for now (``on_fit_start`` refuses more ranks: see there). ``trainer.max_steps`` counts optimiser
+updates (Lightning's global step under manual optimisation): a rollout step takes ``ppo_epochs × minibatches`` of
+them (a minibatch left without samples, when groups are skipped, takes a step without gradients, which changes
+nothing), so ``checkpoint.every_n_steps`` should be a multiple of that. Everything else is the talker task's: LoRA
+or full weights, the optimiser and schedule, checkpoints that hold only what trains, the export.
 """
 
 from __future__ import annotations
@@ -240,6 +240,11 @@ class GSPOTask(TalkerTask):
 
     # -- steps ---------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1:
+            # Each rank would sample its own prompts and skip different groups: a rank whose minibatch is empty
+            # takes no backward while the others wait in DDP's all-reduce. Refused rather than left to hang.
+            raise ValueError("GSPO runs on one device for now (trainer.devices=1, trainer.num_nodes=1): multi-rank "
+                             "rollouts with skipped groups would desynchronise DDP's gradient all-reduce")
         self.rewards.device = str(self.device)  # the scorers open on first use, where the model is
         if self._reference:
             self._reference[0].to(self.device)

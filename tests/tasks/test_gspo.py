@@ -56,7 +56,8 @@ class Record(L.Callback):
         self.metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
 
-def fit(task, prompts: str, max_steps: int, root, ckpt_path=None, callbacks=(), batch_size: int = 4):
+def fit(task, prompts: str, max_steps: int, root, ckpt_path=None, callbacks=(), batch_size: int = 4,
+        val_fraction: float = 0.0):
     """Train in process; the run's export (``export/``, ``adapter/``) lands in ``root``."""
     from qtts.training.datamodules import PromptDataModule
 
@@ -66,7 +67,8 @@ def fit(task, prompts: str, max_steps: int, root, ckpt_path=None, callbacks=(), 
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         use_distributed_sampler=False, log_every_n_steps=1, callbacks=[record, *callbacks],
                         default_root_dir=str(root))
-    trainer.fit(task, datamodule=PromptDataModule(prompts, batch_size=batch_size), ckpt_path=ckpt_path)
+    data = PromptDataModule(prompts, batch_size=batch_size, val_fraction=val_fraction)
+    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path)
     return record.metrics
 
 
@@ -141,6 +143,23 @@ def test_resume_equals_an_uninterrupted_run(setup, tmp_path):
     assert moved  # the last two steps changed the weights: the comparison below is not trivial
     for name, value in resumed.model.state_dict().items():
         torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_validation_scores_the_held_out_prompts(setup, tmp_path):
+    """val_fraction 0.25 holds out p0 and p1 (by the hash of their ids): the epoch's end samples them, logs their
+    mean reward and its components, and samples them alike at every validation (seeded by the batch)."""
+    model, prompts = setup
+    task = make_task(model)
+    fit(task, prompts, max_steps=2, root=tmp_path, batch_size=2, val_fraction=0.25)
+    data = task.trainer.datamodule
+    assert [i.id for i in data.val_set.items] == ["p0", "p1"] and [i.id for i in data.train_set.items] == ["p2", "p3"]
+    metrics = {k: float(v) for k, v in task.trainer.callback_metrics.items()}
+    assert -3.0 <= metrics["val/reward"] <= 0.0
+    assert metrics["val/reward"] == pytest.approx(metrics["val/reward_length_reward"])
+    assert 0 < metrics["val/frames"] <= MAX_FRAMES
+    first = task.rollout(data.val_set.items, seed=5)[0].codes
+    again = task.rollout(data.val_set.items, seed=5)[0].codes
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
 def test_bad_settings_are_named(setup):
