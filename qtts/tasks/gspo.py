@@ -49,7 +49,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from qtts.eval.rewards import RewardConfig, Rewards, RewardSample, RewardScores
+from qtts.eval.rewards import RewardConfig, Rewards, RewardSample, RewardScores, load_reward_config
 from qtts.eval.testset import TestItem
 from qtts.inference.logprobs import SequenceLogProbs, sequence_logprobs
 from qtts.inference.rollouts import Rollouts
@@ -70,20 +70,20 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
 
 
 class GSPOTask(TalkerTask):
-    """init_from: the model to improve (a released or exported folder; the KL reference). rewards: a
-    ``RewardConfig``'s fields (weights per component, duration bands, scorer sources). group_size: samples per prompt.
-    importance: ``"sequence"`` (GSPO) or ``"token"`` (GRPO). clip_low / clip_high: ε_low / ε_high (None: GSPO's
-    3e-4 / 4e-4, or GRPO's 0.2 / 0.28). ppo_epochs, minibatches: passes over a rollout and updates per pass.
-    kl_coef: β of the KL to the reference (``reference``: ``"auto"`` is the adapter-off policy under LoRA and
-    none for full weights; ``"copy"`` a frozen copy, full weights only). groups: the policy covers all 16 code groups
-    or group 0 only (``"first"``). sampling: overrides of the generation config (``SAMPLING_KEYS``).
-    rollout_batch_size: rows per generation (None: the whole rollout at once). voice: how items are voiced
-    (``qtts.eval.run.choose_voice``). decode_audio: decode rollouts for the rewards (None: when a weighted component
-    other than ``eos`` / ``duration`` is configured). advantage_eps: the eps of the advantages. grad_clip: the
-    gradients' norm limit (None: no clipping). The other arguments are ``TalkerTask``'s (the speaker encoder stays
-    frozen)."""
+    """init_from: the model to improve (a released or exported folder; the KL reference). rewards: a ``RewardConfig``'s
+    fields (weights per component, duration bands, scorer sources), or a YAML file of them (as ``qtts mine-pairs
+    --rewards``). group_size: samples per prompt. importance: ``"sequence"`` (GSPO) or ``"token"`` (GRPO). clip_low
+    / clip_high: ε_low / ε_high (None: GSPO's 3e-4 / 4e-4, or GRPO's 0.2 / 0.28). ppo_epochs, minibatches: passes
+    over a rollout and updates per pass. kl_coef: β of the KL to the reference (``reference``: ``"auto"`` is the
+    adapter-off policy under LoRA and none for full weights; ``"copy"`` a frozen copy, full weights only). groups:
+    the policy covers all 16 code groups or group 0 only (``"first"``). sampling: overrides of the generation config
+    (``SAMPLING_KEYS``; None keeps its value). rollout_batch_size: rows per generation (None: the whole rollout at
+    once). voice: how items are voiced (``qtts.eval.run.choose_voice``). decode_audio: decode rollouts for the
+    rewards (None: when a weighted component other than ``eos`` / ``duration`` is configured). advantage_eps: the
+    eps of the advantages. grad_clip: the gradients' norm limit (None: no clipping). The other arguments are
+    ``TalkerTask``'s (the speaker encoder stays frozen)."""
 
-    def __init__(self, init_from: str, model: TTSConfig | dict | None = None, rewards: dict | None = None,
+    def __init__(self, init_from: str, model: TTSConfig | dict | None = None, rewards: dict | str | None = None,
                  group_size: int = 8, importance: Literal["sequence", "token"] = "sequence",
                  clip_low: float | None = None, clip_high: float | None = None, ppo_epochs: int = 1,
                  minibatches: int = 2, kl_coef: float = 0.0, reference: Literal["auto", "copy"] = "auto",
@@ -120,7 +120,8 @@ class GSPOTask(TalkerTask):
         if unknown:
             raise ValueError(f"task.sampling: {unknown} cannot be set (top-k / top-p stay off for importance "
                              f"ratios); known: {list(SAMPLING_KEYS)}")
-        reward_config = RewardConfig(**dict(rewards or {}))
+        reward_config = (load_reward_config(rewards) if isinstance(rewards, str)
+                         else RewardConfig(**dict(rewards or {})))
         super().__init__(model=model, init_from=init_from, speaker_encoder="frozen", lr=lr, betas=betas,
                          weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
                          gradient_checkpointing=gradient_checkpointing, seed=seed, codec=codec, log_media=False,

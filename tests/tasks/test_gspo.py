@@ -162,6 +162,19 @@ def test_validation_scores_the_held_out_prompts(setup, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+def test_rewards_from_a_yaml_file(setup, tmp_path):
+    """task.rewards may name a YAML file of the reward config, as ``qtts mine-pairs --rewards``; a bad one is named."""
+    model, _ = setup
+    path = tmp_path / "rewards.yaml"
+    path.write_text(f'weights: {{"{LENGTH_REWARD}": 2.0, eos: 0.5}}\nframes_per_word: [2, 12]\n')
+    task = make_task(model, rewards=str(path))
+    assert task.rewards.weights == {LENGTH_REWARD: 2.0, "eos": 0.5}
+    assert task.rewards.config.frames_per_word == (2.0, 12.0)
+    path.write_text("weight: {eos: 1.0}\n")
+    with pytest.raises(ValueError, match=f"{path}.*weight"):
+        make_task(model, rewards=str(path))
+
+
 def test_bad_settings_are_named(setup):
     model, _ = setup
     with pytest.raises(ValueError, match="task.reference=copy"):
