@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from qtts.audio.io import SAMPLE_RATE
 from qtts.inference.logprobs import PolicyGroups, SequenceLogProbs
 from qtts.inference.synthesizer import Request, Synthesizer
 
@@ -60,7 +61,8 @@ def sample_rollouts(synth: Synthesizer, requests: Sequence[Request], group_size:
     """Sample ``group_size`` utterances of each request, ``batch_size`` rows per generation (default: all rows in
     one), under ``synth``'s sampling config with ``sampling``'s overrides, recording the log-probabilities of the
     policy over ``groups`` (``"all"`` 16 groups or group 0, ``"first"``); decode them to audio unless ``audio`` is
-    False. ``seed``: batch k draws with seed ``seed + k`` (the same rollouts again for the same arguments); None
+    False (a Synthesizer without codec samples codes only).
+    ``seed``: batch k draws with seed ``seed + k`` (the same rollouts again for the same arguments); None
     draws from torch's global generator. A voice clone's prompt is encoded once by the caller
     (``Synthesizer.create_voice_prompt``) and shared by its rows."""
     if group_size < 1:
@@ -82,4 +84,6 @@ def sample_rollouts(synth: Synthesizer, requests: Sequence[Request], group_size:
         codes += batch_codes
         parts.append(logprobs)
     wavs = synth.decode(codes, [r.prompt for r in rows]) if audio else None
-    return Rollouts(rows, codes, SequenceLogProbs.cat(parts), wavs, group_size, synth.sample_rate)
+    # a Synthesizer without codec (codes only: GSPO on code-level rewards) has no rate of its own: the released one
+    sample_rate = synth.sample_rate if synth.codec is not None else SAMPLE_RATE
+    return Rollouts(rows, codes, SequenceLogProbs.cat(parts), wavs, group_size, sample_rate)

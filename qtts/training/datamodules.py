@@ -2,7 +2,8 @@
 
 ``SplitDataModule`` holds what every task's data shares (the hash split, the sampler and its mid-epoch
 resume state); ``AudioDataModule`` serves waveform crops (speaker encoder, codec), ``TalkerDataModule``
-dual-track sequences from extracted codes (the talker).
+dual-track sequences from extracted codes (the talker), ``PairDataModule`` mined preference pairs (DPO),
+``PromptDataModule`` test-set prompts (GSPO / GRPO).
 """
 
 from __future__ import annotations
@@ -302,3 +303,61 @@ class PairDataModule(SplitDataModule):
 
     def collate(self) -> Callable[[list], Any]:
         return _rows
+
+
+class PromptDataset(Dataset):
+    """Test-set items (``qtts.eval.testset.TestItem``) by index; the sampler's ``(index, seed)`` keys are taken too."""
+
+    def __init__(self, items: list):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        index = key[0] if isinstance(key, tuple) else key
+        return self.items[int(index)]
+
+
+def _items(batch: list) -> list:
+    """The collate of prompts: the items themselves (the task voices them with the model it trains)."""
+    return batch
+
+
+class PromptDataModule(SplitDataModule):
+    """Prompts for on-line post-training (GSPO / GRPO): the items of a test set (``qtts.eval.testset.read_testset``:
+    JSONL with ``text, language`` and a voice per row (``ref_audio`` [+ ``ref_text``], ``speaker``, ``instruct``),
+    or a Seed-TTS-eval list), ``batch_size`` prompts per step (each sampled ``task.group_size`` times), shuffled per
+    epoch and resumed mid-epoch like every other data module. ``language``: keep only that language's items."""
+
+    def __init__(self, prompts: str, batch_size: int = 4, language: str | None = None, val_fraction: float = 0.0,
+                 num_workers: int = 0, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        # every item has length 1: a budget of batch_size items, one bucket
+        super().__init__(val_fraction, float(batch_size), batch_size, 1, num_workers, seed)
+        self.corpus = prompts
+        self.language = language
+        self._items: dict[str, Any] = {}
+
+    def open_rows(self) -> Any:
+        import datasets
+
+        from qtts.eval.testset import read_testset
+
+        items = read_testset(self.corpus, self.language)  # a bad row is an error naming the file, line and field
+        self._items = {item.id: item for item in items}
+        return datasets.Dataset.from_dict({"id": [item.id for item in items]})
+
+    def make_dataset(self, rows: Any) -> PromptDataset:
+        return PromptDataset([self._items[i] for i in rows["id"]])
+
+    def lengths(self, dataset: PromptDataset) -> list[float]:
+        return [1.0] * len(dataset)
+
+    def collate(self) -> Callable[[list], Any]:
+        return _items
+
+    def transfer_batch_to_device(self, batch: list, device: torch.device, dataloader_idx: int) -> list:
+        """Prompts are test-set items (frozen dataclasses of text and paths): nothing to move."""
+        return batch

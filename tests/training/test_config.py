@@ -89,7 +89,8 @@ def test_strategy_configs_build(trainer, tmp_path):
 
 # Placeholders for the mandatory (???) values an experiment leaves to the command line.
 MANDATORY = {"task.init_from": "some/model_folder", "data.codes": "some/codes", "data.pairs": "some/pairs",
-             "task.train_language_rows": ["newlang"], "callbacks.heldout_eval.sentences": "some/testset.jsonl"}
+             "data.prompts": "some/prompts.jsonl", "task.train_language_rows": ["newlang"],
+             "callbacks.heldout_eval.sentences": "some/testset.jsonl"}
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
