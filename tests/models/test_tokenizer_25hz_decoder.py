@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from qtts.models.tokenizer_25hz import Tokenizer25HzConfig
+from qtts.models.tokenizer_25hz import Tokenizer25Hz, Tokenizer25HzConfig
 from qtts.models.tokenizer_25hz.bigvgan import BigVGAN, kaiser_sinc_filter
 
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_25hz.configuration_qwen3_tts_tokenizer_v1")
@@ -67,3 +67,157 @@ def test_bigvgan_matches_qwen_tts(config):
     assert (got.abs() < 0.99).float().mean() > 0.9 and got.std() > 0.05  # not clamped, not silent
     with pytest.raises(ValueError, match=r"expected a mel of shape \(batch, 80, frames\)"):
         ours(mel.transpose(1, 2))
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory, config):
+    """(qwen-tts's whole model with a scaled random decoder, the folder its ``save_pretrained`` wrote)."""
+    torch.manual_seed(0)
+    ref = modeling.Qwen3TTSTokenizerV1Model(qwen_config(config)).eval()
+    randomize(ref.decoder)
+    folder = tmp_path_factory.mktemp("released25dec")
+    ref.save_pretrained(folder)
+    return ref, folder
+
+
+@pytest.fixture(scope="module")
+def ours(released):
+    return Tokenizer25Hz.from_pretrained(released[1])
+
+
+def inputs(lengths, ref_lengths, config, seed=0):
+    """Per item: codes, x-vector, reference mel (log-mel-like values)."""
+    gen = torch.Generator().manual_seed(seed)
+    c = config.decoder_config.dit_config
+    codes = [torch.randint(0, config.encoder_config.audio_vq_codebook_size, (n,), generator=gen) for n in lengths]
+    xvectors = torch.randn(len(lengths), c.enc_emb_dim, generator=gen)
+    ref_mels = [torch.randn(n, c.mel_dim, generator=gen) - 4 for n in ref_lengths]
+    return codes, xvectors, ref_mels
+
+
+def test_whole_state_dict_has_the_released_keys_and_loads_strictly_both_ways(config):
+    ref = modeling.Qwen3TTSTokenizerV1Model(qwen_config(config))
+    model = Tokenizer25Hz(config)
+    got, expected = model.state_dict(), ref.state_dict()
+    assert {k: tuple(v.shape) for k, v in got.items()} == {k: tuple(v.shape) for k, v in expected.items()}
+    assert any(k.startswith("decoder.dit.") for k in got) and any(k.startswith("decoder.bigvgan.") for k in got)
+    assert "decoder.dit.rotary_embed.inv_freq" in got  # a persistent buffer upstream
+    model.load_state_dict(expected, strict=True)
+    ref.load_state_dict(Tokenizer25Hz(config).state_dict(), strict=True)
+    assert torch.equal(ref.decoder.dit.rotary_embed.inv_freq, got["decoder.dit.rotary_embed.inv_freq"])
+
+
+def test_released_size_decoder_has_the_released_keys_and_shapes():
+    """The default config on the meta device: DiT 346M and BigVGAN 131M parameters, as measured upstream."""
+    config = Tokenizer25HzConfig()
+    with torch.device("meta"):
+        ref = modeling.Qwen3TTSTokenizerV1Decoder(qwen_config(config).decoder_config)
+        model = Tokenizer25Hz(config).decoder
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert round(sum(p.numel() for p in model.dit.parameters()) / 1e6) == 346
+    assert round(sum(p.numel() for p in model.bigvgan.parameters()) / 1e6) == 131
+
+
+def test_dit_forward_matches_qwen_tts_with_and_without_cfg(released, ours, config):
+    ref, dit = released[0].decoder.dit, ours.decoder.dit
+    codes, xvectors, ref_mels = inputs([5, 5], [23, 23], config)
+    codes, ref_mel = torch.stack(codes), torch.stack(ref_mels)
+    frames = 5 * dit.config.repeats
+    noisy = torch.randn(2, frames, 80, generator=torch.Generator().manual_seed(3))
+    speaker = xvectors[:, None].expand(-1, frames, -1)
+    with torch.no_grad():
+        expected = ref(noisy, ref_mel, speaker, codes, torch.tensor(0.3), apply_cfg=True)
+        got = dit(noisy, ref_mel, xvectors, codes, torch.tensor(0.3), apply_cfg=True)
+        assert got.shape == (4, frames, 80) and (got - expected).abs().max() <= ATOL
+        assert (got[:2] - got[2:]).abs().mean() > 0.1  # the unconditional half differs
+        time = torch.tensor([0.2, 0.7])  # a vector: qwen-tts doubles a scalar time whatever apply_cfg says
+        for drops in ({}, {"drop_audio_conditioning": True}, {"drop_code": True},
+                      {"drop_audio_conditioning": True, "drop_code": True}):
+            expected = ref(noisy, ref_mel, speaker, codes, time, apply_cfg=False, **drops)
+            got = dit(noisy, ref_mel, xvectors, codes, time, **drops)
+            assert (got - expected).abs().max() <= ATOL, drops
+            assert expected.std() > 0.3
+        assert (dit(noisy, ref_mel, xvectors, codes, time) - got).abs().mean() > 0.1  # the drops matter
+
+
+def test_dit_sample_matches_qwen_tts_under_the_same_noise(released, ours, config):
+    ref, dit = released[0].decoder.dit, ours.decoder.dit
+    codes, xvectors, ref_mels = inputs([4, 4], [20, 20], config, seed=1)
+    codes, ref_mel = torch.stack(codes), torch.stack(ref_mels)
+    torch.manual_seed(7)
+    expected = ref.sample(xvectors, ref_mel, codes, num_steps=4, guidance_scale=0.5, sway_coefficient=-1.0)
+    torch.manual_seed(7)
+    noise = torch.randn(2, 30000, 80)[:, : 4 * dit.config.repeats]  # qwen-tts's draw
+    got = dit.sample(codes, xvectors, ref_mel, num_steps=4, noise=noise)
+    assert (got.transpose(1, 2) - expected).abs().max() <= ATOL
+    assert (got - noise).abs().mean() > 0.3
+
+
+def test_guidance_scale_zero_runs_the_conditional_model_alone(released, ours, config):
+    ref, dit = released[0].decoder.dit, ours.decoder.dit
+    codes, xvectors, ref_mels = inputs([3], [20], config, seed=2)
+    codes, ref_mel = torch.stack(codes), torch.stack(ref_mels)
+    noise = torch.randn(1, 3 * dit.config.repeats, 80, generator=torch.Generator().manual_seed(4))
+    with pytest.raises(RuntimeError):  # upstream bug 3: the batch is doubled anyway
+        ref.sample(xvectors, ref_mel, codes, num_steps=3, guidance_scale=0.0)
+    got = dit.sample(codes, xvectors, ref_mel, num_steps=3, guidance_scale=0.0, sway_coefficient=None, noise=noise)
+    expected, speaker = noise.clone(), xvectors[:, None].expand(-1, noise.shape[1], -1)
+    with torch.no_grad():
+        for t0, t1 in ((0.0, 0.5), (0.5, 1.0)):  # Euler with qwen-tts's conditional model, no sway
+            expected = expected + ref(expected, ref_mel, speaker, codes, torch.tensor([t0]), apply_cfg=False) * (
+                t1 - t0)
+    assert (got - expected).abs().max() <= ATOL
+    guided = dit.sample(codes, xvectors, ref_mel, num_steps=3, guidance_scale=0.5, sway_coefficient=None, noise=noise)
+    assert (guided - got).abs().mean() > 1e-2
+
+
+def test_decode_matches_qwen_tts(released, ours, config):
+    ref = released[0]
+    codes, xvectors, ref_mels = inputs([6, 6], [25, 25], config, seed=3)
+    torch.manual_seed(11)
+    with torch.no_grad():
+        (expected,) = ref.decode(torch.stack(codes), xvectors, torch.stack(ref_mels), return_dict=False)
+    torch.manual_seed(11)
+    frames = 6 * config.decoder_config.dit_config.repeats
+    noise = list(torch.randn(2, 30000, 80)[:, :frames])
+    got = ours.decode(codes, xvectors, ref_mels, noise=noise)
+    assert [len(w) for w in got] == [6 * config.decode_upsample_rate] * 2 == [len(w) for w in expected]
+    for a, b in zip(got, expected):
+        assert (a - b).abs().max() <= ATOL
+        assert a.std() > 0.05
+
+
+def test_a_batch_of_different_lengths_equals_each_item_alone(ours, config):
+    lengths, ref_lengths = [7, 3, 5, 3], [30, 18, 25, 40]
+    codes, xvectors, ref_mels = inputs(lengths, ref_lengths, config, seed=4)
+    gen = torch.Generator().manual_seed(5)
+    noise = [torch.randn(n * config.decoder_config.dit_config.repeats, 80, generator=gen) for n in lengths]
+    batch = ours.decode(codes, xvectors, ref_mels, num_steps=3, noise=noise)
+    for i in range(len(lengths)):
+        alone = ours.decode(codes[i:i + 1], xvectors[i:i + 1], ref_mels[i:i + 1], num_steps=3, noise=noise[i:i + 1])[0]
+        assert batch[i].shape == alone.shape == (lengths[i] * config.decode_upsample_rate,)
+        assert (batch[i] - alone).abs().max() <= ATOL
+    # drawn noise: a batch equals its items decoded one by one from the same generator
+    drawn = ours.decode(codes[:2], list(xvectors[:2]), ref_mels[:2], num_steps=2,
+                        generator=torch.Generator().manual_seed(9))
+    gen = torch.Generator().manual_seed(9)
+    for i in range(2):
+        alone = ours.decode(codes[i:i + 1], xvectors[i:i + 1], ref_mels[i:i + 1], num_steps=2, generator=gen)[0]
+        assert (drawn[i] - alone).abs().max() <= ATOL
+
+
+def test_decode_refuses_bad_input_naming_it(ours, config):
+    codes, xvectors, ref_mels = inputs([3, 4], [20, 20], config)
+    with pytest.raises(ValueError, match=r"codes\[1\] must be a non-empty 1-D integer tensor"):
+        ours.decode([codes[0], codes[1].float()], xvectors, ref_mels)
+    with pytest.raises(ValueError, match=r"codes\[0\] must lie in 0\.\.64"):
+        ours.decode([codes[0] - 100, codes[1]], xvectors, ref_mels)
+    with pytest.raises(ValueError, match=r"xvectors must be 2 x-vectors of 8 values"):
+        ours.decode(codes, xvectors[:1], ref_mels)
+    with pytest.raises(ValueError, match=r"ref_mels\[1\] has 2 frames; the speaker ECAPA needs at least"):
+        ours.decode(codes, xvectors, [ref_mels[0], ref_mels[1][:2]])
+    with pytest.raises(ValueError, match=r"noise\[0\] must be \(codes × repeats, mel_dim\) = \(12, 80\)"):
+        ours.decode(codes, xvectors, ref_mels, noise=[torch.zeros(3, 80), torch.zeros(16, 80)])
+    with pytest.raises(ValueError, match="num_steps must be an integer ≥ 2"):
+        ours.decode(codes, xvectors, ref_mels, num_steps=1)
