@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from qtts.models.tokenizer_25hz import Tokenizer25Hz, Tokenizer25HzConfig
+from qtts.models.tokenizer_25hz import DiT, Tokenizer25Hz, Tokenizer25HzConfig
 from qtts.models.tokenizer_25hz.bigvgan import BigVGAN, kaiser_sinc_filter
 
 configuration = pytest.importorskip("qwen_tts.core.tokenizer_25hz.configuration_qwen3_tts_tokenizer_v1")
@@ -36,7 +36,7 @@ def randomize(module: torch.nn.Module, seed: int = 0) -> None:
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p[0].numel()))
             if name.endswith("conv_post.weight"):
-                p.mul_(0.05)
+                p.mul_(0.03)
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +221,33 @@ def test_decode_refuses_bad_input_naming_it(ours, config):
         ours.decode(codes, xvectors, ref_mels, noise=[torch.zeros(3, 80), torch.zeros(16, 80)])
     with pytest.raises(ValueError, match="num_steps must be an integer ≥ 2"):
         ours.decode(codes, xvectors, ref_mels, num_steps=1)
+
+
+def test_dit_trains_every_parameter_through_a_padded_batch(config):
+    """The flow-matching forward in train mode (dropout on): every parameter gets a gradient, and the padded frames
+    of a short item (codes and reference mel) get none."""
+    torch.manual_seed(0)
+    dit = DiT(config.decoder_config.dit_config).train()
+    randomize(dit)
+    codes, xvectors, ref_mels = inputs([5, 3], [24, 18], config, seed=6)
+    ref_mel = torch.nn.utils.rnn.pad_sequence(ref_mels, batch_first=True).requires_grad_()
+    noisy = torch.randn(2, 20, 80, requires_grad=True)
+    velocity = dit(noisy, ref_mel, xvectors, torch.nn.utils.rnn.pad_sequence(codes, batch_first=True),
+                   torch.tensor([0.1, 0.8]), code_lengths=torch.tensor([5, 3]), ref_lengths=torch.tensor([24, 18]))
+    (velocity[0].square().mean() + velocity[1, :12].square().mean()).backward()
+    for name, p in dit.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    assert noisy.grad[1, 12:].abs().sum() == 0 and noisy.grad[1, :12].abs().sum() > 0
+    assert ref_mel.grad[1, 18:].abs().sum() == 0 and ref_mel.grad[1, :18].abs().sum() > 0
+
+
+def test_a_folder_missing_a_decoder_tensor_is_refused_naming_it(released, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, folder = released
+    weights = load_file(str(folder / "model.safetensors"))
+    key = "decoder.bigvgan.conv_post.weight"
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    save_file({k: v for k, v in weights.items() if k != key}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=rf"model.safetensors: .*missing {key}"):
+        Tokenizer25Hz.from_pretrained(tmp_path)
