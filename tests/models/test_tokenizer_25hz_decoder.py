@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from qtts.models.tokenizer_25hz import DiT, Tokenizer25Hz, Tokenizer25HzConfig
 from qtts.models.tokenizer_25hz.bigvgan import BigVGAN, kaiser_sinc_filter
@@ -242,8 +243,6 @@ def test_dit_trains_every_parameter_through_a_padded_batch(config):
 
 
 def test_a_folder_missing_a_decoder_tensor_is_refused_naming_it(released, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     _, folder = released
     weights = load_file(str(folder / "model.safetensors"))
     key = "decoder.bigvgan.conv_post.weight"
