@@ -107,12 +107,12 @@ def reference_codes(ref, wavs):
 def test_state_dict_has_the_released_keys_and_loads_strictly_both_ways():
     config = Tokenizer25HzConfig.tiny()
     ref = modeling.Qwen3TTSTokenizerV1Model(qwen_config(config))
-    expected = {k: v for k, v in ref.state_dict().items() if k.startswith("encoder.")}
+    expected = ref.state_dict()
     model = Tokenizer25Hz(config)
     got = model.state_dict()
     assert {k: tuple(v.shape) for k, v in got.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     assert {k for k, v in got.items() if k not in dict(model.named_parameters())} == {
-        "encoder.tokenizer.positional_embedding"} | {
+        "encoder.tokenizer.positional_embedding", "decoder.dit.rotary_embed.inv_freq"} | {
         f"encoder.tokenizer.audio_quantizer.rvqs.0.{b}" for b in ("inited", "cluster_size", "embed", "embed_avg")}
     model.load_state_dict(expected, strict=True)
     ref.load_state_dict({**ref.state_dict(), **got}, strict=True)
@@ -120,7 +120,8 @@ def test_state_dict_has_the_released_keys_and_loads_strictly_both_ways():
 
 
 def test_released_size_has_the_released_keys_and_shapes(monkeypatch):
-    """The default (released-architecture) config, built on the meta device: 500 encoder keys, 648M parameters."""
+    """The default (released-architecture) config, built on the meta device: 500 encoder keys, 648M parameters
+    (the decoder's keys: test_tokenizer_25hz_decoder.py)."""
     import torch.fx.experimental._config as fx_config
 
     monkeypatch.setattr(fx_config, "meta_nonzero_assume_all_nonzero", True)  # qwen-tts indexes while building
@@ -129,8 +130,8 @@ def test_released_size_has_the_released_keys_and_shapes(monkeypatch):
         ref = modeling.Qwen3TTSTokenizerV1Encoder(qwen_config(config).encoder_config)
         model = Tokenizer25Hz(config)
     expected = {f"encoder.{k}": tuple(v.shape) for k, v in ref.state_dict().items()}
-    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
-    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 648
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("encoder.")} == expected
+    assert round(sum(p.numel() for p in model.encoder.parameters()) / 1e6) == 648
 
 
 def test_log_mel_matches_qwen_tts():

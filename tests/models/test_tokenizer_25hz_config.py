@@ -81,5 +81,9 @@ def test_bad_decoder_values_name_the_key():
     with pytest.raises(ValueError, match="num_embeds 8 must be ≥"):
         Tokenizer25HzConfig.from_dict(file | {"decoder_config": {**dec, "dit_config": {**dec["dit_config"],
                                                                                          "num_embeds": 8}}})
+    for channels in ([8, 8, 16, 8, 32], [8, 8, 8, 8, 16]):  # residual blocks of one width, their sum aggregated
+        with pytest.raises(ValueError, match=r"dit_config.enc_channels \[8, 8, .* must repeat one width"):
+            Tokenizer25HzConfig.from_dict(file | {"decoder_config": {**dec, "dit_config": {
+                **dec["dit_config"], "enc_channels": channels}}})
     with pytest.raises(ValueError, match="model_type must be 'qwen3_tts_tokenizer_25hz'"):
         Tokenizer25HzConfig.from_dict(file | {"model_type": "qwen3_tts_tokenizer_12hz"})

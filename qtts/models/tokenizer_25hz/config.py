@@ -187,9 +187,13 @@ class DiTConfig(JsonConfig):
         if lengths["enc_channels"] < 3:
             raise ValueError(f"{p}.enc_channels needs ≥ 3 layers (a TDNN, SE-Res2Net blocks, the aggregation), "
                              f"got {self.enc_channels}")
-        if any(c % self.enc_res2net_scale for c in self.enc_channels[1:-1]):
-            raise ValueError(f"{p}.enc_channels {self.enc_channels[1:-1]} (the SE-Res2Net blocks) must be multiples "
-                             f"of enc_res2net_scale {self.enc_res2net_scale}")
+        channels = self.enc_channels
+        if len(set(channels[:-1])) != 1 or channels[-1] != sum(channels[1:-1]):
+            raise ValueError(f"{p}.enc_channels {channels} must repeat one width (the SE-Res2Net blocks are residual) "
+                             "and end with the sum of the SE-Res2Net widths (the aggregation concatenates them)")
+        if channels[0] % self.enc_res2net_scale:
+            raise ValueError(f"{p}.enc_channels {channels[0]} (the SE-Res2Net blocks) must be a multiple of "
+                             f"enc_res2net_scale {self.enc_res2net_scale}")
         _extra(self, p)
 
 

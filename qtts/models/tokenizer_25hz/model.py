@@ -1,10 +1,9 @@
 """The 25 Hz tokenizer as a folder: ``config.json`` (``model_type = "qwen3_tts_tokenizer_25hz"``) +
-``model.safetensors`` with qwen-tts's keys (``encoder.tokenizer.…``, ``decoder.dit.…``, ``decoder.bigvgan.…``).
+``model.safetensors`` with qwen-tts's keys (``encoder.tokenizer.…``, ``decoder.dit.…``, ``decoder.bigvgan.…``),
+loaded with every key and shape checked, both ways.
 
-``Tokenizer25Hz`` holds the encoder (codes) and the reference-mel frontend. The detokenizer modules (DiT,
-BigVGAN) are built by their own classes; until they exist here, the ``decoder.*`` tensors of a folder are carried
-through unchanged (``decoder_weights``) so loading and saving a qwen-tts folder loses nothing, and the encoder's
-keys load with every key checked.
+``Tokenizer25Hz`` encodes (16 kHz waveforms → codes and the reference mel) and decodes (codes, x-vector,
+reference mel → 24 kHz waveforms). The x-vector comes from a speaker encoder outside the folder (CAM++ upstream).
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ from qtts.audio.loudness import normalize_peak
 from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
 from qtts.models.codec.model import resolve_folder
 from qtts.models.tokenizer_25hz.config import ENCODER_SAMPLE_RATE, MEL_HOP, Tokenizer25HzConfig
+from qtts.models.tokenizer_25hz.decoder import Detokenizer25Hz
 from qtts.models.tokenizer_25hz.encoder import Tokenizer25HzEncoder
-
-DECODER_PREFIX = "decoder."
 
 
 class ReferenceMel(LogMelSpectrogram):
@@ -50,14 +48,14 @@ class Encoded(NamedTuple):
 class Tokenizer25Hz(nn.Module):
     """16 kHz waveforms → 25 Hz codes (one codebook) and the 100 Hz reference mel, as qwen-tts's
     ``Qwen3TTSTokenizerV1Model.encode`` computes them (its x-vector comes from a speaker encoder that is not
-    part of this folder's weights)."""
+    part of this folder's weights), and back: ``decode`` (``Qwen3TTSTokenizerV1Model.decode``)."""
 
     def __init__(self, config: Tokenizer25HzConfig | None = None):
         super().__init__()
         self.config = config = config or Tokenizer25HzConfig()
         self.encoder = Tokenizer25HzEncoder(config.encoder_config)
+        self.decoder = Detokenizer25Hz(config.decoder_config)
         self.ref_mel = ReferenceMel(config.decoder_config.dit_config.mel_dim)
-        self.decoder_weights: dict[str, torch.Tensor] = {}
 
     @property
     def input_sample_rate(self) -> int:
@@ -66,8 +64,7 @@ class Tokenizer25Hz(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike) -> Tokenizer25Hz:
         """Load a 25 Hz tokenizer folder (ours or qwen-tts's ``save_pretrained``), or a TTS model folder's
-        ``speech_tokenizer/``: every ``encoder.*`` key must match the config's shapes; ``decoder.*`` tensors are
-        kept for ``save_pretrained``."""
+        ``speech_tokenizer/``: every key must be there with the config's shape, and no other."""
         folder = resolve_folder(folder)
         config_path = folder / CONFIG_NAME
         try:
@@ -76,18 +73,15 @@ class Tokenizer25Hz(nn.Module):
             raise ValueError(f"{config_path}: {e}") from e
         model = cls(config)
         weights, path = load_weights(folder)
-        decoder = {k: v for k, v in weights.items() if k.startswith(DECODER_PREFIX)}
-        encoder = {k: v for k, v in weights.items() if not k.startswith(DECODER_PREFIX)}
-        check_weights(model.state_dict(), encoder, path)
-        model.load_state_dict(encoder, strict=True)
-        model.decoder_weights = decoder
+        check_weights(model.state_dict(), weights, path)
+        model.load_state_dict(weights, strict=True)
         return model.eval()
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``model.safetensors`` then (last) ``config.json``, each atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_weights(folder, {**self.decoder_weights, **self.state_dict()})
+        save_weights(folder, self.state_dict())
         write_json(folder / CONFIG_NAME, self.config.to_dict())
 
     @torch.inference_mode()
@@ -108,3 +102,20 @@ class Tokenizer25Hz(nn.Module):
         """A 1-D 16 kHz waveform (more than 432 samples) → its reference mel (len // 160, mel_dim), of the waveform
         peak-normalised to −6 dBFS as qwen-tts does (sox ``norm -6``), so the level of the recording drops out."""
         return self.ref_mel(normalize_peak(wav.float(), -6.0))
+
+    @property
+    def output_sample_rate(self) -> int:
+        return self.config.output_sample_rate
+
+    @torch.inference_mode()
+    def decode(self, codes: list[torch.Tensor], xvectors: torch.Tensor | list[torch.Tensor],
+               ref_mels: list[torch.Tensor], *, num_steps: int = 10, guidance_scale: float = 0.5,
+               sway_coefficient: float | None = -1.0, noise: list[torch.Tensor] | None = None,
+               generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Per item: codes (N,), the speaker's x-vector (enc_emb_dim,) and reference mel (frames, mel_dim), as
+        ``encode`` and a speaker encoder give them → waveform (N · decode_upsample_rate,) at
+        ``output_sample_rate``. A batch of different lengths gives each item what it gets alone (same noise);
+        sampler arguments and ``noise``/``generator`` as in ``Detokenizer25Hz.forward`` (qwen-tts's defaults)."""
+        wavs = self.decoder(codes, xvectors, ref_mels, num_steps=num_steps, guidance_scale=guidance_scale,
+                            sway_coefficient=sway_coefficient, noise=noise, generator=generator)
+        return [w[: len(n) * self.config.decode_upsample_rate] for w, n in zip(wavs, codes)]
