@@ -34,7 +34,9 @@ EVAL_COMMON = {"batch_size": "utterances per batch", "device": "torch device (AS
 EVAL_ASR = EVAL_COMMON | {"audio_dir": "score DIR/ID.wav (audio made elsewhere) instead of the test set's audio"}
 EVAL_TTS = EVAL_COMMON | {
     "voice": ("auto: per item, a prompt (ref_audio) to clone, else its speaker, else its instruct, else no speaker "
-              "slot (plain)"),
+              "slot (plain); xvector: clone from the prompt's x-vector alone"),
+    "text_layout": ("the text layout of every request: default (interleaved for a clone, as qwen-tts; all text first "
+                    "otherwise), streaming or non_streaming (e.g. the layout the talker trained in)"),
     "seed": "sampling seed (each batch's seed derives from it and the batch's ids)",
     "max_new_tokens": "most frames (80 ms) per item (default: the model's generation config)",
     "greedy": "argmax codes instead of sampling",

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from qtts.eval.results import ResultsStore
 from qtts.eval.rewards import RewardConfig, Rewards, RewardSample
-from qtts.eval.run import Voice, _batch_seed, _items, _settings, choose_voice, item_requests
+from qtts.eval.run import CLONES, Voice, _batch_seed, _items, _settings, choose_voice, item_requests
 from qtts.eval.testset import TestItem
 from qtts.inference.logprobs import PolicyGroups
 
@@ -65,7 +65,7 @@ def mine_pairs(model, prompts: str | os.PathLike | Sequence[TestItem], out: str 
     synth = model if isinstance(model, Synthesizer) else Synthesizer.from_pretrained(model, codec=codec, device=device)
     scorer = rewards if isinstance(rewards, Rewards) else Rewards(rewards, device=device)
     # every item's voice and prompt file checked before any work
-    missing = [f"{item.where} ({item.ref_audio})" for item in items if choose_voice(item, synth, voice) == "clone"
+    missing = [f"{item.where} ({item.ref_audio})" for item in items if choose_voice(item, synth, voice) in CLONES
                and not Path(item.ref_audio).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} prompt audio files (ref_audio) missing: " + "; ".join(missing[:5]))

@@ -36,7 +36,13 @@ from qtts.eval.testset import SEED_TTS_LIST, TestItem, read_testset
 from qtts.text.languages import get_language
 
 AUDIO = "audio"  # the folder of generated / reconstructed audio, and the system name of existing audio
-Voice = Literal["auto", "clone", "speaker", "instruct", "plain"]
+Voice = Literal["auto", "clone", "xvector", "speaker", "instruct", "plain"]
+AUTO_VOICES = ("clone", "speaker", "instruct", "plain")  # what ``auto`` picks from, in order (never ``xvector``)
+CLONES = ("clone", "xvector")  # the voices spoken from the item's prompt audio
+# The text layout of a request: the Synthesizer's default per voice (qwen-tts's: interleaved for a clone, all text
+# first otherwise), or one for every item, e.g. the layout a talker was trained in.
+TextLayout = Literal["default", "streaming", "non_streaming"]
+NON_STREAMING = {"default": None, "streaming": False, "non_streaming": True}
 Metrics = Callable[[torch.Tensor, torch.Tensor, int], dict[str, float]]
 
 
@@ -205,12 +211,14 @@ def evaluate_asr(testset: str | os.PathLike | Sequence[TestItem], out: str | os.
 
 def choose_voice(item: TestItem, synth, voice: Voice = "auto") -> str:
     """How ``synth`` speaks ``item``: ``clone`` (its prompt audio, in-context with ``ref_text``, else x-vector only),
-    ``speaker`` (a named speaker of the model; ``instruct`` steers it), ``instruct`` (a designed voice) or ``plain``
-    (the layout without a speaker slot, as a talker trained without speakers speaks). ``auto`` takes the first of
-    those the item has fields for and the model can do, ``plain`` only for an item that names no voice at all. A
-    ValueError names the item otherwise."""
+    ``xvector`` (its prompt audio's x-vector alone, ``ref_text`` unused: a talker trained without in-context
+    prompts), ``speaker`` (a named speaker of the model; ``instruct`` steers it), ``instruct`` (a designed voice) or
+    ``plain`` (the layout without a speaker slot, as a talker trained without speakers speaks). ``auto`` takes the
+    first of clone, speaker, instruct, plain the item has fields for and the model can do, ``plain`` only for an item
+    that names no voice at all. A ValueError names the item otherwise."""
     can = {
         "clone": bool(item.ref_audio) and synth.model.speaker_encoder is not None,
+        "xvector": bool(item.ref_audio) and synth.model.speaker_encoder is not None,
         "speaker": bool(item.speaker) and item.speaker.lower() in synth.speakers,
         "instruct": bool(item.instruct) and synth.model_type == "voice_design",
         "plain": voice == "plain" or not (item.ref_audio or item.speaker or item.instruct),
@@ -221,26 +229,28 @@ def choose_voice(item: TestItem, synth, voice: Voice = "auto") -> str:
                              f"{synth.model_type!r} model (prompt audio: {bool(item.ref_audio)}, speaker: "
                              f"{item.speaker!r}, instruct: {bool(item.instruct)}; model speakers: {synth.speakers})")
         return voice
-    for mode, ok in can.items():
-        if ok:
+    for mode in AUTO_VOICES:
+        if can[mode]:
             return mode
     raise ValueError(f"{item.where}: item {item.id!r} names no voice this {synth.model_type!r} model can speak: "
                      f"a prompt (ref_audio) needs a Base model, a speaker one of {synth.speakers}, an instruct a "
                      "VoiceDesign model")
 
 
-def item_requests(synth, items: Sequence[TestItem], voice: Voice = "auto") -> list:
+def item_requests(synth, items: Sequence[TestItem], voice: Voice = "auto", text_layout: TextLayout = "default"
+                  ) -> list:
     """The ``Synthesizer`` request (``qtts.inference.synthesizer.Request``) that speaks each item in the voice
     :func:`choose_voice` picks, built by ``synth.request`` as the voice methods build theirs: ``clone`` with a voice
     prompt of the item's ``ref_audio`` (in-context with its ``ref_text``, else x-vector only; the prompts are encoded
-    in one codec batch per kind), ``speaker`` (steered by the item's ``instruct``), ``instruct`` or ``plain``. The
+    in one codec batch per kind), ``xvector`` (the x-vector alone), ``speaker`` (steered by the item's
+    ``instruct``), ``instruct`` or ``plain``; in ``text_layout`` (``default``: as the voice methods do). The
     one place test-set items become requests: ``generate_audio``, the held-out evaluation and the rollouts of
     post-training use it. ``synth.decode`` wants the requests' ``prompt`` s with their codes."""
     modes = [choose_voice(item, synth, voice) for item in items]
     prompts: dict[int, Any] = {}
     for in_context in (True, False):
-        rows = [i for i, (item, mode) in enumerate(zip(items, modes)) if mode == "clone"
-                and bool(item.ref_text) == in_context]
+        rows = [i for i, (item, mode) in enumerate(zip(items, modes)) if mode in CLONES
+                and (mode == "clone" and bool(item.ref_text)) == in_context]
         if rows:
             made = synth.create_voice_prompt([items[i].ref_audio for i in rows],
                                              [items[i].ref_text for i in rows] if in_context else None,
@@ -248,7 +258,8 @@ def item_requests(synth, items: Sequence[TestItem], voice: Voice = "auto") -> li
             prompts.update(zip(rows, made))
     return [synth.request(item.text, item.language, prompt=prompts.get(i),
                           speaker=item.speaker if mode == "speaker" else None,
-                          instruct=item.instruct if mode in ("speaker", "instruct") else None)
+                          instruct=item.instruct if mode in ("speaker", "instruct") else None,
+                          non_streaming_mode=NON_STREAMING[text_layout])
             for i, (item, mode) in enumerate(zip(items, modes))]
 
 
@@ -258,7 +269,8 @@ def _batch_seed(seed: int, ids: Sequence[str]) -> int:
 
 
 def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice = "auto", batch_size: int = 4,
-                   seed: int = 0, sampling: dict | None = None, progress: bool = True) -> dict[str, Path]:
+                   seed: int = 0, sampling: dict | None = None, progress: bool = True,
+                   text_layout: TextLayout = "default") -> dict[str, Path]:
     """``out_dir/ID.wav`` for every item, generated in batches of one voice mode (files already there are kept;
     requests by :func:`item_requests`); returns ``{id: path}``."""
     _check_batch_size(batch_size)
@@ -273,7 +285,7 @@ def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice
             for first in range(0, len(group), batch_size):
                 batch = group[first:first + batch_size]
                 kwargs = dict(sampling or {}, seed=_batch_seed(seed, [i.id for i in batch]))
-                requests = item_requests(synth, batch, mode)
+                requests = item_requests(synth, batch, mode, text_layout)
                 wavs = synth.decode(synth.generate_codes(requests, **kwargs), [r.prompt for r in requests])
                 for item, wav in zip(batch, wavs):
                     save_audio(paths[item.id], wav, synth.sample_rate)
@@ -283,12 +295,14 @@ def generate_audio(synth, items: Sequence[TestItem], out_dir: Path, voice: Voice
 
 def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: str | os.PathLike,
                  asr: ASR | str | os.PathLike | None = None, language: str | None = None, speaker_embedder=None,
-                 mos=None, voice: Voice = "auto", batch_size: int = 4, seed: int = 0, max_new_tokens: int | None = None,
-                 greedy: bool = False, codec: str | None = None, device: str = "cpu", progress: bool = True) -> dict:
+                 mos=None, voice: Voice = "auto", text_layout: TextLayout = "default", batch_size: int = 4,
+                 seed: int = 0, max_new_tokens: int | None = None, greedy: bool = False, codec: str | None = None,
+                 device: str = "cpu", progress: bool = True) -> dict:
     """Generate every item of the test set with ``model`` (a ``Synthesizer`` or anything it opens: a model, run or
     checkpoint folder) into ``out/audio/ID.wav`` — the voice per item by :func:`choose_voice`, batched, seeded per
     batch, existing files kept — then score them as :func:`evaluate_asr` does, SIM against the item's prompt audio.
-    ``max_new_tokens`` caps the frames per item; ``greedy`` decodes without sampling."""
+    ``text_layout`` the text layout of every request (``default``: the voice methods'); ``max_new_tokens`` caps the
+    frames per item; ``greedy`` decodes without sampling."""
     from qtts.inference.synthesizer import Synthesizer
 
     out = Path(out)
@@ -297,7 +311,7 @@ def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: st
     asr = _asr(asr, device)
     _check_languages(asr, items)
     synth = model if isinstance(model, Synthesizer) else Synthesizer.from_pretrained(model, codec=codec, device=device)
-    prompts = [f"{item.where} ({item.ref_audio})" for item in items if choose_voice(item, synth, voice) == "clone"
+    prompts = [f"{item.where} ({item.ref_audio})" for item in items if choose_voice(item, synth, voice) in CLONES
                and not Path(item.ref_audio).is_file()]  # every voice checked before any work
     if prompts:
         raise FileNotFoundError(f"{len(prompts)} prompt audio files (ref_audio) missing: " + "; ".join(prompts[:5]))
@@ -306,9 +320,10 @@ def evaluate_tts(model, testset: str | os.PathLike | Sequence[TestItem], out: st
         sampling |= {"do_sample": False, "subtalker_dosample": False}
     settings = _settings("tts", testset, language, model=str(Path(model).resolve()) if isinstance(
         model, (str, os.PathLike)) else f"<{synth.model_type} model>", voice=voice, seed=seed, sampling=sampling,
-        asr=asr.name, sim=_name(speaker_embedder), mos=_name(mos))
+        asr=asr.name, sim=_name(speaker_embedder), mos=_name(mos), **(
+            {} if text_layout == "default" else {"text_layout": text_layout}))  # earlier results stay resumable
     store = ResultsStore(out, settings)
-    paths = generate_audio(synth, items, out / AUDIO, voice, batch_size, seed, sampling, progress)
+    paths = generate_audio(synth, items, out / AUDIO, voice, batch_size, seed, sampling, progress, text_layout)
     jobs = [Job(item, "generated", Clip(paths[item.id]), _prompt(item)) for item in items]
     score_jobs(jobs, store, asr, speaker_embedder, mos, batch_size=batch_size, progress=progress)
     return _finish(out, "tts", store, {"generated": jobs}, settings)

@@ -34,6 +34,9 @@ class HeldOutEvaluation(L.Callback):
     ``qtts.eval.asr.open_asr`` (None: the built-in one). ``speaker_embedder``: SIM against the sentences' prompt
     audio, with ``qtts.eval.similarity.open_speaker_embedder`` of this path, or of its built-in default for
     ``true``; ``mos``: ``qtts.eval.naturalness.open_mos`` of this name or path (``dnsmos``); None: not scored.
+    ``voice`` / ``text_layout``: how the sentences are voiced and laid out (``qtts.eval.run.item_requests``): set them
+    to what the run trains (e.g. ``xvector`` / ``non_streaming`` for a Base talker trained on x-vector examples in
+    the non-streaming layout) — a talker asked in a layout it never saw stops or babbles whatever it has learned.
     ``audio``: how many of the clips are logged as audio. Generation is greedy by default (``sampling``: the
     ``Synthesizer``'s settings to override); ``max_new_tokens`` bounds a model that does not stop yet. ``device``:
     where the ASR and the speaker embedder run (default CPU; the model generates where it trains)."""
@@ -41,7 +44,8 @@ class HeldOutEvaluation(L.Callback):
     def __init__(self, sentences: str, every: int = 1, count: int = 8, languages: list[str] | None = None,
                  asr: str | None = None, speaker_embedder: str | bool | None = None, mos: str | None = None,
                  codec: str | None = None, audio: int = 2, batch_size: int = 8, max_new_tokens: int = 256,
-                 sampling: dict | None = None, device: str | None = None):
+                 sampling: dict | None = None, device: str | None = None, voice: str = "auto",
+                 text_layout: str = "default"):
         from qtts.eval.testset import read_testset
         from qtts.text.languages import get_language
 
@@ -58,7 +62,7 @@ class HeldOutEvaluation(L.Callback):
         self.sampling = {"do_sample": False, "subtalker_dosample": False, "repetition_penalty": 1.0,
                          "max_new_tokens": max_new_tokens, **(sampling or {})}
         self.asr_path, self.embedder_name, self.mos_name, self.codec = asr, speaker_embedder, mos, codec
-        self.device = device
+        self.device, self.voice, self.text_layout = device, voice, text_layout
         self.validations = 0
         self._scorers: dict[str, Any] = {}
         self._synth_parts: dict[str, Any] = {}
@@ -108,7 +112,8 @@ class HeldOutEvaluation(L.Callback):
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 codec, tokenizer = self._parts(pl_module)
                 synth = Synthesizer(model, codec.to(device), tokenizer)
-                wavs = synthesize_sentences(synth, self.sentences, self.batch_size, clamp_codes=True, **self.sampling)
+                wavs = synthesize_sentences(synth, self.sentences, self.batch_size, clamp_codes=True, voice=self.voice,
+                                            text_layout=self.text_layout, **self.sampling)
                 asr, embedder, mos = self._open_scorers()
                 scores = score_sentences(wavs, synth.sample_rate, self.sentences, asr, embedder, mos)
         finally:
