@@ -289,6 +289,9 @@ def test_choose_voice_by_the_items_fields_and_the_model(base_model):
         choose_voice(TestItem("b", "Hi.", "en", speaker="nobody", where="t:2"), synth)
     assert choose_voice(TestItem("c", "Hi.", "en"), synth) == "plain"  # no voice named: no speaker slot
     assert choose_voice(clone, synth, "plain") == "plain"
+    assert choose_voice(clone, synth, "xvector") == "xvector"  # asked for; auto never picks it
+    with pytest.raises(ValueError, match=r"item 'c' cannot be spoken with voice='xvector'"):
+        choose_voice(TestItem("c", "Hi.", "en"), synth, "xvector")  # no prompt audio
 
 
 def test_evaluate_tts_checks_every_voice_before_work(base_model, tone_set, tmp_path):
@@ -448,6 +451,11 @@ def test_item_requests_speak_items_as_the_voice_methods_do(base_model, tmp_path)
     alone = synth.create_voice_prompt(str(prompts[0]), "A prompt.")
     torch.testing.assert_close(requests[0].prompt.xvector, alone.xvector)
     torch.testing.assert_close(requests[0].prompt.ref_codes, alone.ref_codes)
+    # the x-vector voice ignores ref_text; a text layout applies to every request
+    laid_out = item_requests(synth, items[:2], "xvector", text_layout="non_streaming")
+    assert not any(r.prompt.in_context for r in laid_out) and all(r.non_streaming_mode for r in laid_out)
+    torch.testing.assert_close(laid_out[0].prompt.xvector, alone.xvector)
+    assert [r.non_streaming_mode for r in item_requests(synth, items, text_layout="streaming")] == [False] * 3
 
     clones = items[:1]
     paths = generate_audio(synth, clones, tmp_path / "audio", seed=3, sampling={"max_new_tokens": FRAMES},

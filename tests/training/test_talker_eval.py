@@ -60,6 +60,27 @@ def test_evaluate_scores_and_restores_train_mode_and_rngs(heldout, talker_codes)
     assert all(torch.isfinite(p.grad).all() for p in task.model.talker.parameters() if p.grad is not None)
 
 
+def test_the_voice_and_text_layout_reach_every_request(heldout, talker_codes, monkeypatch):
+    """A run trained on x-vector examples in the non-streaming layout is asked in that layout (h1 has a ref_text:
+    in-context unless the x-vector voice is asked)."""
+    import qtts.eval.heldout as heldout_module
+
+    made = []
+
+    def recording(*args, **kwargs):
+        made.extend(requests := item_requests(*args, **kwargs))
+        return requests
+
+    item_requests = heldout_module.item_requests
+    monkeypatch.setattr(heldout_module, "item_requests", recording)
+    codec = json.loads((talker_codes / "info.json").read_text())["codec"]
+    callback = HeldOutEvaluation(str(heldout), languages=["en"], codec=codec, max_new_tokens=4, voice="xvector",
+                                 text_layout="non_streaming")
+    torch.manual_seed(0)
+    callback.evaluate(TalkerTask(tiny()).train())
+    assert len(made) == 2 and all(r.non_streaming_mode and not r.prompt.in_context for r in made)
+
+
 def test_a_bad_test_set_is_named(tmp_path, heldout):
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         HeldOutEvaluation(str(tmp_path / "missing.jsonl"))
