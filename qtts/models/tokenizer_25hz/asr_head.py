@@ -113,7 +113,7 @@ class CTCHead(ASRHead):
 def load_asr_head(folder: str | os.PathLike) -> ASRHead:
     """An ``asr_head/`` folder (or the tokenizer folder holding one) → its head, every weight checked."""
     folder = Path(folder)
-    if not (folder / CONFIG_NAME).is_file() and (folder / HEAD_FOLDER / CONFIG_NAME).is_file():
+    if (folder / HEAD_FOLDER / CONFIG_NAME).is_file():
         folder = folder / HEAD_FOLDER
     config_path = folder / CONFIG_NAME
     config = read_json(config_path)
