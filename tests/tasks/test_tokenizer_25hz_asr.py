@@ -121,3 +121,17 @@ def test_transcribed_batches_are_whole_16khz_utterances_with_texts(tiny_corpus):
     for i, item in enumerate(batch["ids"]):
         assert batch["texts"][i] == rows[item]["text"] and batch["language_codes"][i] == rows[item]["language"]
         assert abs(int(batch["lengths"][i]) - rows[item]["duration"] * 16000) < 16000 * 0.01  # whole, at 16 kHz
+
+
+def test_init_from_an_export_continues_the_tokenizer_and_its_head(tmp_path):
+    task = Tokenizer25HzASRTask(Tokenizer25HzConfig.tiny(), VOCAB)
+    with torch.no_grad():
+        task.head.proj.weight.normal_()
+    task.export(tmp_path / "export")
+    again = Tokenizer25HzASRTask(init_from=str(tmp_path / "export"), vocabulary=["a", "b"])  # a subset is fine
+    assert again.head.vocabulary == VOCAB and torch.equal(again.head.proj.weight, task.head.proj.weight)
+    for key, value in task.tokenizer.state_dict().items():
+        assert torch.equal(again.tokenizer.state_dict()[key], value), key
+    assert again.tokenizer.training and not any(p.requires_grad for p in again.tokenizer.decoder.parameters())
+    with pytest.raises(ValueError, match=r"asr_head cannot write the data's character\(s\) \['z'\]"):
+        Tokenizer25HzASRTask(init_from=str(tmp_path / "export"), vocabulary=["a", "z"])
