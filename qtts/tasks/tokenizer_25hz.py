@@ -3,7 +3,8 @@
 
 16 kHz utterances → Whisper log-mel → the encoder's ASR path (``WhisperVQEncoder.forward``: blocks, stride-2 conv
 to 25 Hz, the VQ in training mode, transposed conv back, the remaining blocks, pooling, ``proj``) → an ASR head
-(``qtts.models.tokenizer_25hz.asr_head``; CTC over characters by default). Loss = head loss +
+(``qtts.models.tokenizer_25hz.asr_head``: CTC over characters by default, or a causal LM from a local transformers
+folder, the paper's Qwen2-Audio-style setting). Loss = head loss (logged as ``ctc`` or ``lm_ce``) +
 ``commitment_weight`` × the VQ's commitment loss; the codebook itself learns by EMA (k-means-initialised on the
 first batch from scratch, dead codes restarted on batch vectors, as ``task.vq`` says), everything else by
 gradients. The detokenizer (DiT, BigVGAN) rides along frozen so the export is the whole released folder.
@@ -25,23 +26,26 @@ import torch.distributed as dist
 
 from qtts.eval.scoring import OVERALL, UtteranceScore, score_utterance, summarize, summarize_by_language
 from qtts.models.codec.vq_training import VQTrainingConfig
-from qtts.models.tokenizer_25hz.asr_head import HEAD_FOLDER, ASRHead, CTCHead, load_asr_head
+from qtts.models.tokenizer_25hz.asr_head import HEAD_FOLDER, ASRHead, CausalLMHead, CTCHead, load_asr_head
 from qtts.models.tokenizer_25hz.config import Tokenizer25HzConfig
 from qtts.models.tokenizer_25hz.model import Tokenizer25Hz
 from qtts.training.schedules import warmup_cosine
 
-HEADS = ("ctc",)
+HEADS = ("ctc", "causal_lm")
 
 
 class Tokenizer25HzASRTask(L.LightningModule):
     """model: the tokenizer config (from scratch) · init_from: a 25 Hz tokenizer folder to continue from (its
     ``asr_head/`` too, when it has one; its config replaces ``model``) · vocabulary: the characters of the
-    transcripts (the data module supplies them) · head: the ASR head (``ctc``) · vq: ``VQTrainingConfig`` fields
+    transcripts (the data module supplies them; the CTC head's) · head: the ASR head, ``ctc`` or ``causal_lm`` (a
+    causal LM from the local transformers folder ``lm``; ``model.encoder_config.output_dim`` must equal its hidden
+    size; ``max_new_tokens`` bounds its validation transcripts) · vq: ``VQTrainingConfig`` fields
     (decay, kmeans_iters, dead_code_ratio) · commitment_weight: λ of the commitment loss · seed: with the step,
     seeds k-means and dead-code restarts (so a resumed run draws the same)."""
 
     def __init__(self, model: Tokenizer25HzConfig | dict | None = None, vocabulary: list[str] | None = None,
-                 init_from: str | None = None, head: Literal["ctc"] = "ctc", vq: dict | None = None,
+                 init_from: str | None = None, head: Literal["ctc", "causal_lm"] = "ctc", lm: str | None = None,
+                 max_new_tokens: int = 128, vq: dict | None = None,
                  commitment_weight: float = 0.25, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.98),
                  weight_decay: float = 0.01, warmup_steps: int = 0, seed: int = 0):
         super().__init__()
@@ -63,25 +67,46 @@ class Tokenizer25HzASRTask(L.LightningModule):
         else:
             raise ValueError("task: give model (a tokenizer config, to train from scratch) or init_from (a folder)")
         self.tokenizer.decoder.requires_grad_(False)
+        self._head_kind, self._lm, self._max_new_tokens = head, lm, max_new_tokens
         self.head = self._build_head(init_from, vocabulary)
+        output_dim = self.tokenizer.config.encoder_config.output_dim
+        if self.head.input_dim != output_dim:
+            raise ValueError(f"model.encoder_config.output_dim {output_dim} must equal the ASR head's input width "
+                             f"{self.head.input_dim} (a causal LM's hidden size)")
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = self.tokenizer.config.to_dict()  # plain data: checkpoints load with weights_only
-        self.hparams["vocabulary"] = list(self.head.vocabulary)
+        vocabulary = getattr(self.head, "vocabulary", None)
+        self.hparams["vocabulary"] = list(vocabulary) if vocabulary is not None else None
         self.vq = VQTrainingConfig(**(vq or {}))
         self._scores: list[tuple[str, UtteranceScore]] = []
 
     def _build_head(self, init_from: str | None, vocabulary: list[str] | None) -> ASRHead:
+        kind = self._head_kind
         if init_from and (Path(init_from) / HEAD_FOLDER).is_dir():
             head = load_asr_head(Path(init_from) / HEAD_FOLDER)
+            if head.TYPE != kind:
+                raise ValueError(f"task.head is {kind!r} but task.init_from's {HEAD_FOLDER}/ holds a "
+                                 f"{head.TYPE!r} head")
+            if kind == CausalLMHead.TYPE:
+                return head
             missing = sorted(set(vocabulary or []) - set(head.vocabulary))
             if missing:
                 raise ValueError(f"task.init_from: {init_from}/{HEAD_FOLDER} cannot write the data's character(s) "
                                  f"{missing}")
             return head
+        if kind == CausalLMHead.TYPE:
+            if not self._lm:
+                raise ValueError("task.lm: the causal_lm head needs a local transformers causal-LM folder")
+            return CausalLMHead(self._lm, self._max_new_tokens)
         if not vocabulary:
             raise ValueError("task.vocabulary: the CTC head needs the transcripts' characters (the data module "
                              "TranscribedAudioDataModule supplies them)")
         return CTCHead(self.tokenizer.config.encoder_config.output_dim, list(vocabulary))
+
+    @property
+    def asr_loss_name(self) -> str:
+        """The head's loss in the logs: ``ctc``, or ``lm_ce`` (the causal LM's cross-entropy)."""
+        return "ctc" if isinstance(self.head, CTCHead) else "lm_ce"
 
     @property
     def encoder(self):
@@ -100,15 +125,15 @@ class Tokenizer25HzASRTask(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.forward_batch(batch)
-        ctc = self.head.loss(out.hidden, out.lengths, batch["texts"])
-        loss = ctc + self.hparams.commitment_weight * out.vq.commitment_loss
+        asr = self.head.loss(out.hidden, out.lengths, batch["texts"])
+        loss = asr + self.hparams.commitment_weight * out.vq.commitment_loss
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss (ctc {float(ctc)}, commitment "
+            raise FloatingPointError(f"non-finite loss ({self.asr_loss_name} {float(asr)}, commitment "
                                      f"{float(out.vq.commitment_loss)}) at step {self.global_step}, "
                                      f"batch {batch['ids']}")
         n = len(batch["texts"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log_dict({"train/ctc": ctc, "train/commitment": out.vq.commitment_loss,
+        self.log_dict({f"train/{self.asr_loss_name}": asr, "train/commitment": out.vq.commitment_loss,
                        "train/vq_perplexity": out.vq.stats["perplexity"], "train/vq_usage": out.vq.stats["usage"]},
                       batch_size=n)
         return loss
@@ -120,7 +145,8 @@ class Tokenizer25HzASRTask(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.forward_batch(batch)
         n = len(batch["texts"])
-        self.log("val/ctc", self.head.loss(out.hidden, out.lengths, batch["texts"]), sync_dist=True, batch_size=n)
+        asr = self.head.loss(out.hidden, out.lengths, batch["texts"])
+        self.log(f"val/{self.asr_loss_name}", asr, sync_dist=True, batch_size=n)
         self.log("val/vq_perplexity", out.vq.stats["perplexity"], sync_dist=True, batch_size=n)
         self.log("val/vq_usage", out.vq.stats["usage"], sync_dist=True, batch_size=n)
         for item, ref, hyp, lang in zip(batch["ids"], batch["texts"], self.head.transcribe(out.hidden, out.lengths),

@@ -135,3 +135,52 @@ def test_init_from_an_export_continues_the_tokenizer_and_its_head(tmp_path):
     assert again.tokenizer.training and not any(p.requires_grad for p in again.tokenizer.decoder.parameters())
     with pytest.raises(ValueError, match=r"asr_head cannot write the data's character\(s\) \['z'\]"):
         Tokenizer25HzASRTask(init_from=str(tmp_path / "export"), vocabulary=["a", "z"])
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    """A random 1-layer Qwen2 causal LM as wide as the tiny tokenizer's output (24), saved without a tokenizer (the
+    head then uses the built-in Qwen2 BPE)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Qwen2Config(vocab_size=151936, hidden_size=24, intermediate_size=48, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=1, head_dim=12,
+                                      tie_word_embeddings=True, eos_token_id=151643)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    transformers.Qwen2ForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_causal_lm_head_learns_a_transcript_and_round_trips(tiny_lm, tmp_path):
+    torch.manual_seed(0)
+    task = Tokenizer25HzASRTask(Tokenizer25HzConfig.tiny(), head="causal_lm", lm=str(tiny_lm), max_new_tokens=8)
+    assert task.hparams.vocabulary is None
+    task.log = task.log_dict = lambda *a, **k: None
+    batch = {"ids": ["x"], "wav": torch.randn(1, 16000) * 0.1, "lengths": torch.tensor([16000]),
+             "texts": ["hello world"], "language_codes": ["en"]}
+    opt = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = task.training_step(batch, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.1 * losses[0], losses
+    task.eval()
+    with torch.no_grad():
+        out = task.forward_batch(batch)
+        assert task.head.transcribe(out.hidden, out.lengths) == ["hello world"]  # greedy generation, EOS stops it
+        task.export(tmp_path / "export")
+        again = load_asr_head(tmp_path / "export")
+        assert again.transcribe(out.hidden, out.lengths) == ["hello world"]
+    with pytest.raises(ValueError, match="task.lm"):
+        Tokenizer25HzASRTask(Tokenizer25HzConfig.tiny(), head="causal_lm")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        Tokenizer25HzASRTask(Tokenizer25HzConfig.tiny(), head="causal_lm", lm=str(tmp_path))
+    wide = Tokenizer25HzConfig.tiny().to_dict()
+    wide["encoder_config"]["output_dim"] = 32
+    with pytest.raises(ValueError, match="output_dim 32 must equal the ASR head's input width 24"):
+        Tokenizer25HzASRTask(wide, head="causal_lm", lm=str(tiny_lm))
+    with pytest.raises(ValueError, match="holds a 'causal_lm' head"):
+        Tokenizer25HzASRTask(init_from=str(tmp_path / "export"), vocabulary=VOCAB)
