@@ -29,6 +29,7 @@ from qtts.models.codec.vq_training import VQTrainingConfig
 from qtts.models.tokenizer_25hz.asr_head import HEAD_FOLDER, ASRHead, CausalLMHead, CTCHead, load_asr_head
 from qtts.models.tokenizer_25hz.config import Tokenizer25HzConfig
 from qtts.models.tokenizer_25hz.model import Tokenizer25Hz
+from qtts.models.tokenizer_25hz.whisper_init import init_from_whisper_
 from qtts.training.schedules import warmup_cosine
 
 HEADS = ("ctc", "causal_lm")
@@ -39,13 +40,14 @@ class Tokenizer25HzASRTask(L.LightningModule):
     ``asr_head/`` too, when it has one; its config replaces ``model``) · vocabulary: the characters of the
     transcripts (the data module supplies them; the CTC head's) · head: the ASR head, ``ctc`` or ``causal_lm`` (a
     causal LM from the local transformers folder ``lm``; ``model.encoder_config.output_dim`` must equal its hidden
-    size; ``max_new_tokens`` bounds its validation transcripts) · vq: ``VQTrainingConfig`` fields
-    (decay, kmeans_iters, dead_code_ratio) · commitment_weight: λ of the commitment loss · seed: with the step,
-    seeds k-means and dead-code restarts (so a resumed run draws the same)."""
+    size; ``max_new_tokens`` bounds its validation transcripts) · whisper_init: a local Whisper (or Qwen2-Audio)
+    folder whose encoder initialises the stem, blocks and final norm of a tokenizer trained from scratch ·
+    vq: ``VQTrainingConfig`` fields (decay, kmeans_iters, dead_code_ratio) · commitment_weight: λ of the commitment
+    loss · seed: with the step, seeds k-means and dead-code restarts (so a resumed run draws the same)."""
 
     def __init__(self, model: Tokenizer25HzConfig | dict | None = None, vocabulary: list[str] | None = None,
                  init_from: str | None = None, head: Literal["ctc", "causal_lm"] = "ctc", lm: str | None = None,
-                 max_new_tokens: int = 128, vq: dict | None = None,
+                 max_new_tokens: int = 128, whisper_init: str | None = None, vq: dict | None = None,
                  commitment_weight: float = 0.25, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.98),
                  weight_decay: float = 0.01, warmup_steps: int = 0, seed: int = 0):
         super().__init__()
@@ -58,12 +60,17 @@ class Tokenizer25HzASRTask(L.LightningModule):
             raise ValueError(f"task.lr must be > 0, got {lr!r}")
         if warmup_steps < 0:
             raise ValueError(f"task.warmup_steps must be ≥ 0, got {warmup_steps!r}")
+        if init_from and whisper_init:
+            raise ValueError("task.whisper_init initialises a tokenizer trained from scratch; task.init_from "
+                             "continues a trained one: set one of them")
         if init_from:
             self.tokenizer = Tokenizer25Hz.from_pretrained(init_from).train()
         elif model is not None:
             config = model if isinstance(model, Tokenizer25HzConfig) else Tokenizer25HzConfig.from_dict(model)
             self.tokenizer = Tokenizer25Hz(config)
             self.tokenizer.encoder.tokenizer.audio_quantizer.codebook.reset_()  # k-means on the first batch
+            if whisper_init:
+                init_from_whisper_(self.tokenizer.encoder.tokenizer, whisper_init)
         else:
             raise ValueError("task: give model (a tokenizer config, to train from scratch) or init_from (a folder)")
         self.tokenizer.decoder.requires_grad_(False)
