@@ -171,6 +171,7 @@ class Tokenizer25HzASRTask(L.LightningModule):
         overall = summarize(s for _, s in scores)
         self.log("val/wer", overall.mean_rate_x100)
         self.log("val/wer_corpus", overall.corpus_rate_x100)
+        self.log("val/utterances", float(overall.count))  # all ranks' clips: what the rates average over
         by_language = summarize_by_language(scores)
         if len(by_language) > 2:  # more than one language besides the overall summary
             for language, summary in by_language.items():

@@ -13,6 +13,7 @@ import torch
 from qtts.eval.curves import read_metrics
 from qtts.models.tokenizer_25hz import Tokenizer25Hz
 from qtts.models.tokenizer_25hz.asr_head import load_asr_head
+from qtts.training.datamodules import TranscribedAudioDataModule
 from tests.conftest import REPO, subprocess_env
 from tests.training.test_train_script import TRAIN, only_run
 
@@ -87,3 +88,25 @@ def test_sigterm_then_resume_continues_exactly(tiny_corpus, tmp_path):
         assert sorted(got) == sorted(expected) and len(expected) == 10, name
         for step, value in expected.items():
             assert got[step] == pytest.approx(value, rel=1e-5, abs=1e-6), (name, step, got, expected)
+
+
+@pytest.mark.slow  # two DDP processes: ~30 s on 2 shared cores
+def test_two_process_ddp_keeps_the_codebook_identical_and_scores_every_clip(tiny_corpus, tmp_path):
+    """2-process DDP (gloo on CPU): both ranks end with the same weights and EMA codebook (k-means start and restarts
+    included), and validation scores the clips of both ranks together."""
+    states = tmp_path / "states"
+    run(args(tiny_corpus, tmp_path, "ddp", 6, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+             "trainer.check_val_every_n_epoch=1", "data.max_seconds_per_batch=20.0", "data.val_fraction=0.3",
+             f"+callbacks.rank_state={{_target_: tests.helpers.state.SaveRankState, folder: {states}}}"))
+    rank0, rank1 = (torch.load(states / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    book = "tokenizer.encoder.tokenizer.audio_quantizer.rvqs.0."
+    assert float(rank0[book + "inited"]) == 1.0 and not torch.equal(rank0[book + "cluster_size"],
+                                                                     torch.ones_like(rank0[book + "cluster_size"]))
+    for key in rank0:
+        assert torch.allclose(rank0[key].float(), rank1[key].float(), atol=1e-6), key
+    curves = read_metrics(only_run(tmp_path, "ddp"))
+    assert curves["val/wer"] and curves.get("val/wer_en") and curves.get("val/wer_de")
+    data = TranscribedAudioDataModule(str(tiny_corpus), val_fraction=0.3, num_workers=0)
+    data.setup()
+    assert {v for _, v in curves["val/utterances"]} == {float(len(data.val_set))}  # both ranks' clips, once each
