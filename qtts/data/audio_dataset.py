@@ -23,12 +23,17 @@ class AudioCorpus(Dataset):
     crop_seconds: take a random window of this length (shorter items are returned whole);
     None returns whole utterances.
     loudness_lufs: normalise each clip to this BS.1770 loudness (None keeps the recorded level).
+    with_text: items also carry the row's ``text`` and ``language`` code (ASR training); a crop would cut the
+    transcript, so it needs ``crop_seconds=None``.
     """
 
     def __init__(self, rows: Any, sample_rate: int = SAMPLE_RATE, crop_seconds: float | None = None,
                  speakers: Sequence[str] | None = None, languages: Sequence[str] | None = None,
-                 loudness_lufs: float | None = None):
+                 loudness_lufs: float | None = None, with_text: bool = False):
+        if with_text and crop_seconds is not None:
+            raise ValueError(f"with_text needs whole utterances (crop_seconds=None), got crop_seconds={crop_seconds}")
         self.rows = rows
+        self.with_text = with_text
         self.sample_rate = sample_rate
         self.crop_seconds = crop_seconds
         self.loudness_lufs = loudness_lufs
@@ -51,12 +56,15 @@ class AudioCorpus(Dataset):
         wav, _ = load_audio(row["audio"], self.sample_rate, mono=True, start=start, end=end)
         if self.loudness_lufs is not None:
             wav = normalize_loudness(wav, self.sample_rate, self.loudness_lufs)
-        return {
+        item = {
             "id": row["id"],
             "wav": wav[0],
             "speaker": self._speaker_index.get(row["speaker"], -1),
             "language": self._language_index.get(row["language"], -1),
         }
+        if self.with_text:
+            item["text"], item["language_code"] = row["text"], row["language"]
+        return item
 
 
 def _column(rows: Any, name: str) -> Sequence[Any]:
@@ -69,15 +77,20 @@ def index_seed(index: int) -> int:
 
 
 def collate_audio(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Right-pad waveforms into ``wav (B, T)`` with ``lengths (B,)`` in samples."""
+    """Right-pad waveforms into ``wav (B, T)`` with ``lengths (B,)`` in samples; items with transcripts
+    (``AudioCorpus(with_text=True)``) add ``texts`` and ``language_codes`` (lists)."""
     lengths = torch.tensor([item["wav"].numel() for item in items])
     wav = torch.zeros(len(items), int(lengths.max()))
     for row, item in zip(wav, items):
         row[: item["wav"].numel()] = item["wav"]
-    return {
+    batch = {
         "ids": [item["id"] for item in items],
         "wav": wav,
         "lengths": lengths,
         "speaker": torch.tensor([item["speaker"] for item in items]),
         "language": torch.tensor([item["language"] for item in items]),
     }
+    if all("text" in item for item in items):
+        batch["texts"] = [item["text"] for item in items]
+        batch["language_codes"] = [item["language_code"] for item in items]
+    return batch

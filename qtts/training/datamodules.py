@@ -163,6 +163,40 @@ class AudioDataModule(SplitDataModule):
         return {"num_speakers": len(self.train_set.speakers), "num_languages": len(self.train_set.languages)}
 
 
+class TranscribedAudioDataModule(AudioDataModule):
+    """Whole utterances at ``sample_rate`` with their transcripts and language codes (``texts``,
+    ``language_codes`` in each batch), for ASR training (the 25 Hz tokenizer's stage 1). Tells the task the
+    character ``vocabulary`` of every transcript of the corpus (both splits, so validation never meets a
+    character the head cannot write). Batches hold at most ``max_seconds_per_batch`` of padded audio."""
+
+    TASK_INPUTS = ("vocabulary",)
+
+    def __init__(self, corpus: str, val_fraction: float = 0.1, sample_rate: int = 16_000,
+                 max_seconds_per_batch: float = 60.0, max_batch_size: int | None = None, num_buckets: int = 10,
+                 num_workers: int = 2, seed: int = 0, loudness_lufs: float | None = None):
+        super().__init__(corpus, val_fraction, sample_rate, None, max_seconds_per_batch, max_batch_size, num_buckets,
+                         num_workers, seed, loudness_lufs)
+        self._texts: list[str] = []
+
+    def open_rows(self) -> Any:
+        ds = super().open_rows()
+        empty = [i for i, t in zip(ds["id"], ds["text"]) if not (t or "").strip()]
+        if empty:
+            raise ValueError(f"{self.corpus}: row(s) {empty[:5]} have an empty text (ASR needs transcripts)")
+        self._texts = list(ds["text"])
+        return ds
+
+    def make_dataset(self, rows: Any) -> AudioCorpus:
+        return AudioCorpus(rows, sample_rate=self.sample_rate, crop_seconds=None, speakers=self._speakers,
+                           languages=self._languages, loudness_lufs=self.loudness_lufs, with_text=True)
+
+    def task_inputs(self) -> dict[str, Any]:
+        from qtts.models.tokenizer_25hz.asr_head import character_vocabulary
+
+        self.setup()
+        return {"vocabulary": character_vocabulary(self._texts)}
+
+
 class TalkerDataModule(SplitDataModule):
     """Talker training examples from ``qtts data extract-codes`` folders.
 
