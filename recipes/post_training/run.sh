@@ -3,10 +3,11 @@
 set -euo pipefail
 if [ $# -lt 1 ]; then sed -n 's/^# Usage: //p' "$0" >&2; exit 2; fi
 # Sizes (CPU by default; each may be set from the environment, README.md has the GPU sizes).
-PER_SPEAKER=${PER_SPEAKER:-6}         # the Base model: `qtts demo` corpus (utterances per synthetic speaker) ...
+BASE=${BASE:-}                        # the model to improve (a released or exported folder); empty: step 1 makes one
+PER_SPEAKER=${PER_SPEAKER:-6}         # step 1's model: `qtts demo` corpus (utterances per synthetic speaker) ...
 CODEC_STEPS=${CODEC_STEPS:-60}        # ... its codec training ...
 TALKER_STEPS=${TALKER_STEPS:-80}      # ... and its talker pretraining
-LANGUAGES=${LANGUAGES:-en}            # test-set languages (the built-in ASR, Whisper tiny.en / base, is English)
+LANGUAGES=${LANGUAGES:-en}            # test-set languages (codes, comma-separated; the built-in ASR is multilingual)
 PROMPTS=${PROMPTS:-12}                # prompts per language to mine pairs and roll out on (the corpus's sentences)
 HELD_OUT=${HELD_OUT:-8}               # held-out sentences per language for `qtts eval tts` before and after
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-60}  # most frames (80 ms) per sample, everywhere
@@ -24,11 +25,15 @@ train=(trainer.accelerator="$accelerator" trainer.devices=1 data.num_workers=0 r
        trainer.enable_progress_bar=false)
 mkdir -p "$work"
 
-# 1. a Base model to improve: what `make demo` trains (corpus, codec, talker; no custom voice, no evaluation)
-"$qtts" demo --out "$work/demo" --per-speaker "$PER_SPEAKER" --train-steps 0 --codec-steps "$CODEC_STEPS" \
-  --talker-steps "$TALKER_STEPS" --voice-steps 0 --eval-sentences 0 | tee "$work/demo.log"
-base=$(sed -n 's/^released-layout Base folder → \(.*\): .*$/\1/p' "$work/demo.log" | tail -1)
-[ -n "$base" ] || { echo "the demo printed no Base folder ($work/demo.log)" >&2; exit 1; }
+# 1. a Base model to improve: BASE, or what `make demo` trains (corpus, codec, talker; no custom voice, no evaluation)
+if [ -n "$BASE" ]; then
+  base=$(realpath "$BASE")
+else
+  "$qtts" demo --out "$work/demo" --per-speaker "$PER_SPEAKER" --train-steps 0 --codec-steps "$CODEC_STEPS" \
+    --talker-steps "$TALKER_STEPS" --voice-steps 0 --eval-sentences 0 | tee "$work/demo.log"
+  base=$(sed -n 's/^released-layout Base folder → \(.*\): .*$/\1/p' "$work/demo.log" | tail -1)
+  [ -n "$base" ] || { echo "the demo printed no Base folder ($work/demo.log)" >&2; exit 1; }
+fi
 
 # 2. prompts (the corpus's sentences, read by corpus voices: the model's own domain) and held-out sentences
 (cd "$repo" && "$py" -m data_prep.synthetic "$work/prompts" --testset --text corpus --languages "$LANGUAGES" \
