@@ -15,7 +15,7 @@ GROUP_SIZE=${GROUP_SIZE:-8}           # samples per prompt when mining pairs
 MIN_GAP=${MIN_GAP:-0.1}               # prompts whose best and worst rewards differ by less give no pair
 REWARDS=${REWARDS:-$(dirname "$0")/rewards.yaml}  # the rewards of mining and GSPO (RewardConfig YAML)
 DPO_STEPS=${DPO_STEPS:-40} DPO_LR=${DPO_LR:-5.0e-4}
-GSPO_STEPS=${GSPO_STEPS:-20} GSPO_LR=${GSPO_LR:-1.0e-4} GSPO_GROUP=${GSPO_GROUP:-4} GSPO_PROMPTS=${GSPO_PROMPTS:-2}
+GSPO_STEPS=${GSPO_STEPS:-20} GSPO_LR=${GSPO_LR:-1.0e-3} GSPO_GROUP=${GSPO_GROUP:-4} GSPO_PROMPTS=${GSPO_PROMPTS:-2}
 DEVICE=${DEVICE:-cpu}                 # cpu | cuda (eval, mining, trainer.accelerator)
 work=$(realpath -m "$1") rewards=$(realpath "$REWARDS")
 repo=$(cd "$(dirname "$0")/../.." && pwd)
