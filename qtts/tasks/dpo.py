@@ -6,6 +6,9 @@ definition of an utterance's log-probability, under the model's own distribution
 is ``qtts.tasks.dpo_losses.dpo_loss``. Everything else is the talker task's: LoRA or full weights, the optimiser and
 schedule, checkpoints that hold only what trains, the export (merged model, and ``adapter/`` for LoRA).
 
+Each validation also logs what the policy says now for a few of its pairs' requests (sampled, decoded by the run's
+codec, ``log_samples``), the way GSPO's validation logs its rollouts (``qtts.training.media.log_rollout_audio``).
+
 The reference model is the starting point (``init_from``), never a second copy of the weights:
 
 * LoRA: the policy with its adapter turned off (peft's ``disable_adapter()``), one extra no-grad forward per step.
@@ -60,6 +63,7 @@ class DPOTask(TalkerTask):
         for key, value in talker_hparams.items():
             self.hparams.setdefault(key, value)
         self._synth: list = []  # the request builder (a codec-less Synthesizer over self.model), made on first use
+        self._sampler: list = []  # the validation samples' Synthesizer (with the codec), made on first use
         self._reference: dict[str, list[float]] = {}  # full weights: pair id → [ℓ chosen, ℓ rejected]
 
     # -- requests → teacher-forced rows ------------------------------------------------------------------
@@ -67,16 +71,33 @@ class DPOTask(TalkerTask):
         """A ``Synthesizer`` without codec over the model being trained, with ``init_from``'s tokenizer: it lays
         pairs out exactly as generation read them. Building it leaves the modules' train/eval flags as they were."""
         if not self._synth:
-            from qtts.inference.synthesizer import Synthesizer
-            from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
-
-            source = self.hparams.init_from
-            flags = {m: m.training for m in self.model.modules()}
-            self._synth.append(Synthesizer(self.model, None, load_text_tokenizer(
-                source if has_tokenizer(source) else None)))
-            for module, training in flags.items():
-                module.train(training)
+            self._synth.append(self._new_synthesizer(None))
         return self._synth[0]
+
+    def sampler(self):
+        """A ``Synthesizer`` over the model being trained that speaks (the run's codec, ``codec_folder``, and
+        ``init_from``'s generation config), for the validation samples; None when the run has no codec."""
+        if not self._sampler:
+            from qtts.models.codec.model import SpeechTokenizer
+
+            folder = self.codec_folder()
+            if folder is None:
+                return None
+            self._sampler.append(self._new_synthesizer(SpeechTokenizer.from_pretrained(folder).to(self.device)))
+        return self._sampler[0]
+
+    def _new_synthesizer(self, codec):
+        from qtts.inference.sampling import SamplingConfig
+        from qtts.inference.synthesizer import Synthesizer
+        from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
+
+        source = self.hparams.init_from
+        flags = {m: m.training for m in self.model.modules()}
+        synth = Synthesizer(self.model, codec, load_text_tokenizer(source if has_tokenizer(source) else None),
+                            SamplingConfig.from_folder(source))
+        for module, training in flags.items():
+            module.train(training)
+        return synth
 
     def pair_logprobs(self, rows: list[dict[str, Any]]) -> tuple[SequenceLogProbs, Any, Any]:
         """Log-probabilities of the pairs' chosen (rows 0..n-1) then rejected (n..2n-1) codes under the model as it
@@ -153,6 +174,27 @@ class DPOTask(TalkerTask):
 
     def validation_step(self, batch: list[dict[str, Any]], batch_idx: int) -> None:
         self._log("val", self.dpo_losses(batch), len(batch), sync_dist=True)
+        if batch_idx == 0 and self.loggers and self.trainer.is_global_zero:
+            self.log_samples(batch)
+
+    def log_samples(self, rows: list[dict[str, Any]]) -> int:
+        """What the policy says now for the first few pairs' requests: one sample each, seeded by the run's seed (every
+        validation samples alike), at most as many frames as the longest side of those pairs, decoded and logged as
+        ``val/sample_<k>`` (``qtts.training.media.log_rollout_audio``, as GSPO's validation logs its rollouts).
+        Returns how many clips were logged (0 without a codec)."""
+        from qtts.eval.pairs import pair_requests
+        from qtts.inference.rollouts import sample_rollouts
+        from qtts.training.media import ROLLOUT_CLIPS, log_rollout_audio
+
+        synth = self.sampler()
+        if synth is None:
+            return 0
+        rows = rows[:ROLLOUT_CLIPS]
+        frames = max(len(r[f"{side}_codes"]) for r in rows for side in ("chosen", "rejected"))
+        with torch.no_grad():
+            rollouts = sample_rollouts(synth, pair_requests(rows), 1, groups=self.hparams.groups,
+                                       seed=self.hparams.seed, max_new_tokens=max(frames, 1))
+        return log_rollout_audio(self.loggers, "val/sample", rollouts, self.global_step)
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import copy
 import zlib
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -148,16 +147,13 @@ class GSPOTask(TalkerTask):
         ``init_from``'s ``speech_tokenizer/``)."""
         if not self._synth:
             from qtts.inference.synthesizer import Synthesizer
-            from qtts.models.checkpoint import CONFIG_NAME
             from qtts.models.codec.model import SUBFOLDER, SpeechTokenizer
             from qtts.text.tokenizer import has_tokenizer, load_text_tokenizer
 
             source = self.hparams.init_from
             codec = None
             if self._decode:
-                folder = self.hparams.codec
-                if folder is None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
-                    folder = source
+                folder = self.codec_folder()
                 if folder is None:
                     raise ValueError(f"the rewards {list(self.rewards.weights)} need audio and {source} has no "
                                      f"{SUBFOLDER}/: set task.codec=TOKENIZER_FOLDER (or task.decode_audio=false)")
@@ -298,14 +294,14 @@ class GSPOTask(TalkerTask):
 
     def validation_step(self, batch: list[TestItem], batch_idx: int) -> None:
         """The validation prompts' rollouts (seeded by the batch alone: every validation samples alike) and their
-        rewards; the first sample's audio to the loggers when the rollouts are decoded."""
-        from qtts.training.media import log_audio
+        rewards; a few prompts' first samples to the loggers when the rollouts are decoded (``log_rollout_audio``)."""
+        from qtts.training.media import log_rollout_audio
 
         rollouts, scores = self.rollout(batch, step_seed(self.hparams.seed, -1 - batch_idx))
         self._log_rollouts("val", rollouts, scores, group_advantages(scores.total, self.hparams.group_size,
                                                                      self.hparams.advantage_eps), sync_dist=True)
         if batch_idx == 0 and rollouts.audio and self.loggers and self.trainer.is_global_zero:
-            log_audio(self.loggers, "val/rollout", rollouts.audio[0], rollouts.sample_rate, self.global_step)
+            log_rollout_audio(self.loggers, "val/rollout", rollouts, self.global_step)
 
     def _log_rollouts(self, prefix: str, rollouts: Rollouts, scores: RewardScores, advantages: Advantages,
                       **kwargs) -> None:

@@ -248,6 +248,18 @@ class TalkerTask(L.LightningModule):
                 "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
                                  "interval": "step"}}
 
+    def codec_folder(self) -> str | None:
+        """The speech tokenizer that turns the run's codes into audio (exports, validation samples): ``codec``, else
+        ``init_from``'s ``speech_tokenizer/``; None when there is neither."""
+        from qtts.models.codec.model import SUBFOLDER
+
+        source = self.hparams.init_from
+        if self.hparams.codec is not None:
+            return self.hparams.codec
+        if source is not None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
+            return source
+        return None
+
     def export(self, folder: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         """The released folder format, loadable by qwen-tts: complete (tokenizer files, generation config,
         ``speech_tokenizer/``) when the run has a codec or an ``init_from`` folder with one, else ``config.json`` +
@@ -258,7 +270,6 @@ class TalkerTask(L.LightningModule):
         gathers under every strategy): the export is written from a plain CPU copy of the model built from it.
         Default: this task's own modules, which must then hold full weights (no sharding)."""
         from qtts.adapters.trained_rows import unhooked
-        from qtts.models.codec.model import SUBFOLDER
         from qtts.models.export import export_release
 
         if state is not None:
@@ -274,12 +285,9 @@ class TalkerTask(L.LightningModule):
                 added = {name: rows.rows.tolist() for name, rows in trained_rows.items()}  # LoRA: all of them
                 save_added_rows(model, adapter, added, tokenizer_folder=self.hparams.init_from)
                 model = merge_lora(copy.deepcopy(peft))
-            source = self.hparams.init_from
-            codec = self.hparams.codec
-            if codec is None and source is not None and (Path(source) / SUBFOLDER / CONFIG_NAME).is_file():
-                codec = source
+            codec = self.codec_folder()
             if codec is not None:
-                export_release(model, folder, codec=codec, source=source)
+                export_release(model, folder, codec=codec, source=self.hparams.init_from)
             else:
                 model.save_pretrained(folder)
         return Path(folder)

@@ -12,6 +12,7 @@ import torch
 
 from qtts.audio.io import save_audio
 
+ROLLOUT_CLIPS = 3  # sampled utterances a post-training validation logs (log_rollout_audio)
 # Anchor colours of a dark-to-bright perceptual ramp (black, purple, orange, pale yellow).
 _RAMP = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]], dtype=np.float32)
 
@@ -65,3 +66,16 @@ def log_audio(loggers: Iterable, tag: str, wav: torch.Tensor, sample_rate: int, 
             save_audio(folder / f"{tag.replace('/', '_')}-step{step:08d}.wav", wav, sample_rate)
             if image is not None:
                 write_png(folder / f"{tag.replace('/', '_')}-step{step:08d}.png", image)
+
+
+def log_rollout_audio(loggers: Iterable, tag: str, rollouts, step: int, count: int = ROLLOUT_CLIPS) -> int:
+    """The first sample of each of the first ``count`` prompts of decoded ``rollouts`` (``qtts.inference.rollouts``)
+    to every logger, as ``TAG_0``, ``TAG_1``, …: what the post-training tasks (GSPO, DPO) let a person listen to at
+    each validation. Returns how many clips were logged (0 when the rollouts have no audio)."""
+    if not rollouts.audio:
+        return 0
+    logged = min(count, rollouts.num_prompts)
+    for prompt in range(logged):
+        row = rollouts.group(prompt).start
+        log_audio(loggers, f"{tag}_{prompt}", rollouts.audio[row], rollouts.sample_rate, step)
+    return logged

@@ -117,6 +117,45 @@ def test_full_weight_dpo_caches_the_reference_and_widens_the_margin(mined, tmp_p
     assert fresh._reference == task._reference and set(checkpoint[REFERENCE_KEY]) == {r["id"] for r in rows}
 
 
+def test_validation_logs_the_policys_samples(mined, tmp_path):
+    """With held-out pairs, each validation logs val/margin and the policy's samples of the first pairs' requests
+    (as GSPO's validation logs its rollouts): decoded clips in the CSV logger's media folder, no longer than the
+    longest side of those pairs, the same clips at both validations of unchanged weights (lr 0: seeded alike)."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from qtts.audio.io import audio_info
+    from qtts.tasks.dpo import DPOTask
+    from qtts.training.datamodules import PairDataModule
+    from qtts.training.media import ROLLOUT_CLIPS
+
+    model, pairs = mined
+    data = PairDataModule(str(pairs), val_fraction=0.5, max_batch_size=8)
+    task = DPOTask(str(model), lr=0.0)
+    logger = CSVLogger(str(tmp_path), name="logs")
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, val_check_interval=1, logger=logger, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        use_distributed_sampler=False, default_root_dir=str(tmp_path))
+    trainer.fit(task, datamodule=data)
+    val_rows = list(data.val_set.rows)
+    assert 0 < len(val_rows) < len(TEXTS) and "val/margin" in trainer.callback_metrics
+    frames = max(len(r[f"{side}_codes"]) for r in val_rows for side in ("chosen", "rejected"))
+    media = sorted((tmp_path / "logs").rglob("val_sample_*.wav"))
+    steps = sorted({p.stem.split("-step")[1] for p in media})
+    names = sorted({p.stem.split("-step")[0] for p in media})
+    assert steps == ["00000001", "00000002"] and len(media) == 2 * len(names), [p.name for p in media]
+    assert names == [f"val_sample_{k}" for k in range(len(names))] and 1 <= len(names) <= ROLLOUT_CLIPS
+    for path in media:
+        info = audio_info(path)
+        assert info.sample_rate == 24_000 and 0 < info.duration <= frames * 0.08 + 1e-6, (path, info)
+    first, second = ([p.read_bytes() for p in media if p.stem.endswith(step)] for step in steps)
+    assert first == second
+    # at most ROLLOUT_CLIPS a validation; without a codec (no speech_tokenizer/, no task.codec) nothing is sampled
+    assert task.log_samples(val_rows) == min(ROLLOUT_CLIPS, len(val_rows))
+    task.hparams.codec, task.hparams.init_from, task._sampler = None, str(tmp_path), []
+    assert task.log_samples(val_rows) == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lora", ["r16", "null"])
 def test_dpo_resumes_exactly(mined, tmp_path, lora):

@@ -37,3 +37,25 @@ def test_spectrogram_image_orientation_and_range():
     img = spectrogram_image(spec)
     assert img.shape == (20, 30, 3) and img.dtype == np.uint8
     assert img[-1].mean() > img[0].mean()  # low frequencies drawn at the bottom, bright
+
+
+def test_log_rollout_audio_logs_the_first_sample_of_the_first_prompts(tmp_path):
+    """One clip per prompt (its group's first row), at most ``count``, named TAG_<prompt>; none without audio."""
+    from types import SimpleNamespace
+
+    from qtts.audio.io import load_audio
+    from qtts.inference.rollouts import Rollouts
+    from qtts.training.media import log_rollout_audio
+
+    audio = [torch.full((240,), 0.01 * (row + 1)) for row in range(8)]  # 4 prompts × 2 samples, each row its level
+    rollouts = Rollouts([None] * 8, [torch.zeros(1, 16)] * 8, None, audio, group_size=2, sample_rate=24_000)
+    logger = SimpleNamespace(log_dir=str(tmp_path))
+    assert log_rollout_audio([logger], "val/rollout", rollouts, step=7, count=3) == 3
+    files = sorted((tmp_path / "media").glob("*.wav"))
+    assert [p.name for p in files] == [f"val_rollout_{k}-step00000007.wav" for k in range(3)]
+    for prompt, path in enumerate(files):
+        wav, _ = load_audio(path)
+        assert torch.allclose(wav.flatten(), audio[2 * prompt], atol=1e-4)  # row 0 of each group
+    assert log_rollout_audio([logger], "val/rollout", rollouts, step=8, count=9) == 4
+    rollouts.audio = None
+    assert log_rollout_audio([logger], "val/rollout", rollouts, step=9) == 0
