@@ -330,7 +330,8 @@ def build_parser() -> _Parser:
     for p, func, options in ((ea, _eval_asr, EVAL_ASR), (et, _eval_tts, EVAL_TTS), (ec, _eval_codec, EVAL_CODEC)):
         p.add_argument("--out", required=True, help="output folder (results.jsonl, report.json/.md/.png)")
         p.add_argument("--asr", default=None, metavar="PATH",
-                       help="local Whisper folder (CTranslate2 or transformers; default: the built-in multilingual Whisper base)")
+                       help="local Whisper folder (CTranslate2 or transformers; default: the built-in multilingual "
+                            "Whisper base)")
         p.add_argument("--language", default=None, help="evaluate this language only (a Seed-TTS-eval list: its "
                        "language; default: the list's folder name)")
         p.add_argument("--sim", nargs="?", const="", default=None, metavar="SOURCE",
