@@ -114,7 +114,8 @@ def test_flags_default_to_the_library(monkeypatch, tmp_path):
     assert passed_defaults("evaluate_asr", defaults) == common | {"audio_dir"}
     defaults = fake(eval_run, "evaluate_tts", report)
     assert main(["eval", "tts", "MODEL", "SET", "--out", str(tmp_path / "et")]) == 0
-    assert passed_defaults("evaluate_tts", defaults) == common | {"codec", "voice", "seed", "max_new_tokens", "greedy"}
+    assert passed_defaults("evaluate_tts", defaults) == common | {"codec", "voice", "text_layout", "seed",
+                                                                  "max_new_tokens", "greedy"}
     defaults = fake(eval_run, "evaluate_codec", report)
     assert main(["eval", "codec", "CODEC", "SET", "--out", str(tmp_path / "ec")]) == 0
     assert passed_defaults("evaluate_codec", defaults) == common | {"metrics"}
