@@ -71,6 +71,18 @@ def save_weights(folder: Path, state: dict[str, torch.Tensor]) -> None:
     atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
 
 
+def save_folder(folder: str | os.PathLike, state: dict[str, torch.Tensor], config: dict[str, Any],
+                extra: dict[str, dict[str, Any]] | None = None) -> None:
+    """A released-format folder: ``model.safetensors``, the ``extra`` JSON files, then (last) ``config.json``, each
+    written atomically, so a folder whose config.json exists is complete."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(folder, state)
+    for name, values in (extra or {}).items():
+        write_json(folder / name, values)
+    write_json(folder / CONFIG_NAME, config)
+
+
 def check_weights(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], path: Path) -> None:
     """Raise one error naming the file and every missing, unexpected or misshapen key (not just the first)."""
     problems = [f"missing {k}" for k in expected if k not in weights]

@@ -58,10 +58,7 @@ class DPOTask(TalkerTask):
                          weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
                          gradient_checkpointing=gradient_checkpointing, seed=seed, codec=codec, log_media=False,
                          lora=lora)
-        talker_hparams = dict(self.hparams)
-        self.save_hyperparameters(ignore=["model"])  # DPO's own arguments, besides the talker task's
-        for key, value in talker_hparams.items():
-            self.hparams.setdefault(key, value)
+        self.save_own_hyperparameters()
         self._synth: list = []  # the request builder (a codec-less Synthesizer over self.model), made on first use
         self._sampler: list = []  # the validation samples' Synthesizer (with the codec), made on first use
         self._reference: dict[str, list[float]] = {}  # full weights: pair id → [ℓ chosen, ℓ rejected]

@@ -125,10 +125,7 @@ class GSPOTask(TalkerTask):
                          weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
                          gradient_checkpointing=gradient_checkpointing, seed=seed, codec=codec, log_media=False,
                          lora=lora)
-        talker_hparams = dict(self.hparams)
-        self.save_hyperparameters(ignore=["model"])  # GSPO's own arguments, besides the talker task's
-        for key, value in talker_hparams.items():
-            self.hparams.setdefault(key, value)
+        self.save_own_hyperparameters()
         self.automatic_optimization = False
         self.rewards = Rewards(reward_config)
         weighted = list(self.rewards.weights)

@@ -11,6 +11,7 @@ hold just those, and the run ends with a peft adapter folder (``adapter/``) besi
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +73,14 @@ class TalkerTask(L.LightningModule):
         # loaded at the first validation; held in a list so it is no submodule (nor in checkpoints)
         self._codec: list = []
 
+    def save_own_hyperparameters(self) -> None:
+        """For a task built on this one (DPO, GSPO): record the subclass's own ``__init__`` arguments beside the
+        talker task's (Lightning's ``save_hyperparameters`` would otherwise replace them), so a checkpoint holds
+        both."""
+        talker_hparams = dict(self.hparams)
+        self.save_hyperparameters(ignore=["model"], frame=inspect.currentframe().f_back)
+        for key, value in talker_hparams.items():
+            self.hparams.setdefault(key, value)
     def _train_new_rows(self, speakers: bool, languages: list[str], added_tokens: bool, frozen: bool) -> None:
         """Train the rows a fine-tune adds on a frozen table (LoRA, or a frozen embedding): the named speakers'
         and ``languages``' codec rows, and the text rows of tokens added to the tokenizer (``qtts languages add

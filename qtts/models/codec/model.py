@@ -14,7 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
+from qtts.models.checkpoint import (
+    CONFIG_NAME,
+    check_weights,
+    load_weights,
+    read_json,
+    save_folder,
+)
 from qtts.models.codec.config import CodecDecoderConfig, CodecEncoderConfig
 from qtts.models.codec.decoder import CodecDecoder
 from qtts.models.codec.encoder import CodecEncoder
@@ -124,11 +130,7 @@ class SpeechTokenizer(nn.Module):
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``model.safetensors``, ``preprocessor_config.json`` and (last) ``config.json``, each to a
         temporary name first, so a killed job never leaves a truncated file that looks complete."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_weights(folder, self.state_dict())
-        write_json(folder / FEATURE_EXTRACTOR_NAME, self.feature_extractor)
-        write_json(folder / CONFIG_NAME, self.config.to_dict())
+        save_folder(folder, self.state_dict(), self.config.to_dict(), {FEATURE_EXTRACTOR_NAME: self.feature_extractor})
 
     @torch.inference_mode()
     def encode(self, wavs: list[torch.Tensor]) -> list[torch.Tensor]:

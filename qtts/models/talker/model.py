@@ -14,7 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
+from qtts.models.checkpoint import (
+    CONFIG_NAME,
+    check_weights,
+    load_weights,
+    read_json,
+    save_folder,
+)
 from qtts.models.talker.config import TTSConfig
 from qtts.models.talker.layout import embed_dual_track
 from qtts.models.talker.speaker_encoder import SpeakerEncoder
@@ -63,10 +69,7 @@ class TTSModel(nn.Module):
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``model.safetensors`` then ``config.json`` (each atomically; unknown config keys kept)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_weights(folder, self.state_dict())
-        write_json(folder / CONFIG_NAME, self.config.to_dict())
+        save_folder(folder, self.state_dict(), self.config.to_dict())
 
     # -- training rows ------------------------------------------------------------------------------------
     def reference_xvectors(self, batch: dict) -> torch.Tensor | None:

@@ -9,7 +9,6 @@ reference mel → 24 kHz waveforms). The x-vector comes from a speaker encoder o
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -17,7 +16,13 @@ from torch import nn
 
 from qtts.audio.features import LogMelSpectrogram
 from qtts.audio.loudness import normalize_peak
-from qtts.models.checkpoint import CONFIG_NAME, check_weights, load_weights, read_json, save_weights, write_json
+from qtts.models.checkpoint import (
+    CONFIG_NAME,
+    check_weights,
+    load_weights,
+    read_json,
+    save_folder,
+)
 from qtts.models.codec.model import resolve_folder
 from qtts.models.tokenizer_25hz.config import ENCODER_SAMPLE_RATE, MEL_HOP, Tokenizer25HzConfig
 from qtts.models.tokenizer_25hz.decoder import Detokenizer25Hz
@@ -79,10 +84,7 @@ class Tokenizer25Hz(nn.Module):
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write ``model.safetensors`` then (last) ``config.json``, each atomically."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_weights(folder, self.state_dict())
-        write_json(folder / CONFIG_NAME, self.config.to_dict())
+        save_folder(folder, self.state_dict(), self.config.to_dict())
 
     @torch.inference_mode()
     def encode(self, wavs: list[torch.Tensor]) -> Encoded:
